@@ -1,0 +1,212 @@
+// Handles to the nodes of a lab — Router, Device and Ix (the lab's internet exchange) — and
+// the ways to run code inside them without ever calling setns yourself.
+//
+//   patchbay::Device pc = ...;
+//   // (a) a blocking callable, run in pc's network namespace; result or exception returned:
+//   int fd_count = pc.run([] { return count_sockets(); });
+//   // (b) Boost.Asio coroutines on pc's own io_context; a std::future for the result:
+//   std::future<std::size_t> n = pc.spawn([&]() -> boost::asio::awaitable<std::size_t> {
+//     boost::asio::ip::tcp::socket s(co_await boost::asio::this_coro::executor);
+//     co_await s.async_connect({*srv.ip(), 8080}, boost::asio::use_awaitable);
+//     co_return co_await s.async_write_some(boost::asio::buffer("hi", 2),
+//     boost::asio::use_awaitable);
+//   });
+//   // (c) a thread in the namespace; (d) an OS command (see process.hpp):
+//   auto done = pc.spawn_thread([] { serve_forever(); });
+//   pc.run_command({"ping", "-c1", "198.18.1.2"});
+//
+// Handles are cheap to copy and never keep a lab alive: once the lab (or the node) is gone,
+// every operation throws Error(kRemoved). name() and id() stay readable.
+#pragma once
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "patchbay/addresses.hpp"
+#include "patchbay/presets.hpp"
+#include "patchbay/process.hpp"
+
+namespace patchbay {
+
+namespace internal {
+class LabCore;
+}
+
+using NodeId = std::uint64_t;
+
+enum class NodeKind { Ix, Router, Device };
+
+// A snapshot of one interface of a node, taken when it is requested.
+struct Interface {
+  std::string name;
+  std::optional<Ipv4Net> ipv4;     // host address with the LAN's prefix length
+  std::optional<Ipv6Net> ipv6;     // global (or ULA) address, /64
+  std::optional<Ipv6Address> ll6;  // deterministic link-local address (fe80::/64)
+  std::string mac;                 // "02:..." locally administered, deterministic
+  bool up = true;                  // administratively up (link_down() clears it)
+  std::string peer;                // the router (or IX) this interface attaches to
+  bool is_default = false;         // carries the device's default routes
+
+  std::optional<Ipv4Address> ip() const {
+    return ipv4 ? std::optional(ipv4->address) : std::nullopt;
+  }
+  std::optional<Ipv6Address> ip6() const {
+    return ipv6 ? std::optional(ipv6->address) : std::nullopt;
+  }
+};
+
+class Node {
+ public:
+  NodeId id() const { return id_; }
+  const std::string& name() const { return name_; }
+  NodeKind kind() const { return kind_; }
+  // False once the node was removed or its lab destroyed.
+  bool alive() const;
+
+  // Runs `fn` on the node's blocking worker, inside the node's network namespace, and returns
+  // its result; an exception thrown by `fn` is rethrown here. The worker thread starts on first
+  // use. Calls from several threads run one after another.
+  template <class F>
+  auto run(F&& fn) const -> std::invoke_result_t<F&> {
+    using R = std::invoke_result_t<F&>;
+    if constexpr (std::is_void_v<R>) {
+      run_blocking([&fn] { fn(); });
+    } else {
+      std::optional<R> result;
+      run_blocking([&fn, &result] { result.emplace(fn()); });
+      return std::move(*result);
+    }
+  }
+
+  // Starts `coroutine_fn()` — a callable returning boost::asio::awaitable<T> — on the node's
+  // io_context thread (started on first use) and returns a future for its result.
+  // Create sockets inside the coroutine: a socket belongs to the namespace of the thread
+  // that creates it.
+  template <class F>
+  auto spawn(F&& coroutine_fn) const {
+    return boost::asio::co_spawn(io_context(), std::forward<F>(coroutine_fn),
+                                 boost::asio::use_future);
+  }
+
+  // Starts a new thread inside the node's namespace running `fn()` (or `fn(stop_token)`), and
+  // returns a future for its result. The lab requests stop and joins the thread when the node
+  // goes away, so long-running bodies should watch the stop_token.
+  template <class F>
+  auto spawn_thread(F&& fn) const {
+    if constexpr (std::is_invocable_v<F&, std::stop_token>) {
+      using R = std::invoke_result_t<F&, std::stop_token>;
+      auto task = std::make_shared<std::packaged_task<R(std::stop_token)>>(std::forward<F>(fn));
+      std::future<R> result = task->get_future();
+      start_thread([task](std::stop_token st) { (*task)(std::move(st)); });
+      return result;
+    } else {
+      using R = std::invoke_result_t<F&>;
+      auto task = std::make_shared<std::packaged_task<R()>>(std::forward<F>(fn));
+      std::future<R> result = task->get_future();
+      start_thread([task](std::stop_token) { (*task)(); });
+      return result;
+    }
+  }
+
+  // Starts an OS command in the node (Boost.Process). See process.hpp.
+  Process spawn_command(const Command& command) const;
+  // Runs a command to completion and returns its exit code and output. Throws Error(kTimeout)
+  // (after killing it) if it runs longer than `timeout`.
+  CommandResult run_command(const Command& command,
+                            std::chrono::milliseconds timeout = std::chrono::seconds(60)) const;
+
+  // The node's io_context; its thread starts on first use.
+  boost::asio::io_context& io_context() const;
+
+  // Snapshots of the node's interfaces.
+  std::vector<Interface> interfaces() const;
+  // Throws Error(kNotFound) naming the interface if there is none of that name.
+  Interface iface(const std::string& name) const;
+
+  // Addresses, routes and nftables ruleset of the node, as text (for debugging and artifacts).
+  std::string describe_kernel_state() const;
+
+ protected:
+  Node(std::weak_ptr<internal::LabCore> lab, NodeId id, std::string name, NodeKind kind)
+      : lab_(std::move(lab)), id_(id), name_(std::move(name)), kind_(kind) {}
+
+  std::shared_ptr<internal::LabCore> core() const;  // throws Error(kRemoved) if the lab is gone
+
+  std::weak_ptr<internal::LabCore> lab_;
+  NodeId id_ = 0;
+  std::string name_;
+  NodeKind kind_;
+
+ private:
+  void run_blocking(std::function<void()> job) const;
+  void start_thread(std::function<void(std::stop_token)> body) const;
+};
+
+class Router : public Node {
+ public:
+  Nat nat() const;
+  Firewall firewall() const;
+  IpSupport ip_support() const;
+  // The router this one hangs below; nullopt for routers on the IX.
+  std::optional<Router> upstream() const;
+  // Uplink (WAN) addresses: on the IX, or on the upstream router's LAN.
+  std::optional<Ipv4Address> uplink_ip() const;
+  std::optional<Ipv6Address> uplink_ip6() const;
+  // LAN prefixes and the router's own address on them.
+  std::optional<Ipv4Net> lan_v4() const;
+  std::optional<Ipv6Net> lan_v6() const;
+  std::optional<Ipv4Address> lan_gateway() const;
+  std::optional<Ipv6Address> lan_gateway6() const;
+  // Name of the uplink interface inside the router: "ix" or "wan".
+  std::string uplink_iface() const;
+
+  Router(std::weak_ptr<internal::LabCore> lab, NodeId id, std::string name)
+      : Node(std::move(lab), id, std::move(name), NodeKind::Router) {}
+};
+
+class Device : public Node {
+ public:
+  // Addresses of the default interface.
+  std::optional<Ipv4Address> ip() const;
+  std::optional<Ipv6Address> ip6() const;
+  Interface default_iface() const;
+
+  // Administratively takes an interface down or up (the router side too, so the link is dead
+  // in both directions); routes through it are restored on link_up.
+  void link_down(const std::string& iface) const;
+  void link_up(const std::string& iface) const;
+  // Moves the default routes (IPv4 and IPv6) to another interface.
+  void set_default_route(const std::string& iface) const;
+
+  Device(std::weak_ptr<internal::LabCore> lab, NodeId id, std::string name)
+      : Node(std::move(lab), id, std::move(name), NodeKind::Device) {}
+};
+
+// The lab's root namespace, home of the IX bridge ("the internet backbone").
+class Ix : public Node {
+ public:
+  static Ipv4Address gateway() { return Ipv4Address({198, 18, 0, 1}); }
+  static Ipv6Address gateway6();
+
+  Ix(std::weak_ptr<internal::LabCore> lab, NodeId id)
+      : Node(std::move(lab), id, "ix", NodeKind::Ix) {}
+};
+
+}  // namespace patchbay

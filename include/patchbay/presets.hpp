@@ -1,0 +1,61 @@
+// Router behaviour knobs: NAT, firewall, IP families, and the presets that set them together.
+//
+//   auto home = lab.add_router("home").preset(patchbay::RouterPreset::Home).build();
+//   auto corp = lab.add_router("corp")
+//                   .preset(patchbay::RouterPreset::Corporate)
+//                   .ip_support(patchbay::IpSupport::V4Only)  // explicit setters win
+//                   .build();
+//
+// A preset fills in defaults; explicit setters override them whatever their order.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string_view>
+
+namespace patchbay {
+
+// IPv4 NAT on the router's uplink. None: LAN addresses are public and routed.
+enum class Nat { None, Home, Corporate, CloudNat, FullCone, Cgnat };
+
+// Forward-path filtering in front of the LAN.
+enum class Firewall { None, BlockInbound, Corporate, CaptivePortal };
+
+enum class IpSupport { V4Only, V6Only, DualStack };
+
+// Where a router's LAN prefixes come from.
+enum class LanPool {
+  Public,   // 198.18.N.0/24 (then 198.19.0.0/16), 2001:db8:1:N::/64
+  Private,  // 10.0.N.0/24 (then 10.1.0.0/16 ...), fd10:0:0:N::/64
+  Carrier,  // 100.64.N.0/24 (RFC 6598 shared space), fd10:0:0:N::/64
+};
+
+enum class RouterPreset { Home, Public, PublicV4, IspCgnat, Corporate, Hotel, Cloud };
+
+// The five fields a preset sets.
+struct PresetValues {
+  Nat nat;
+  Firewall firewall;
+  IpSupport ip_support;
+  LanPool pool;
+};
+
+PresetValues preset_values(RouterPreset preset);
+
+inline constexpr std::array<RouterPreset, 7> kAllRouterPresets = {
+    RouterPreset::Home,      RouterPreset::Public, RouterPreset::PublicV4, RouterPreset::IspCgnat,
+    RouterPreset::Corporate, RouterPreset::Hotel,  RouterPreset::Cloud};
+
+// Names as used in state.json and test names: "Home", "PublicV4", ...
+std::string_view to_string(RouterPreset preset);
+// Serialized names (kebab/snake case as upstream): "home", "cloud-nat", "block_inbound",
+// "dual-stack".
+std::string_view to_string(Nat nat);
+std::string_view to_string(Firewall firewall);
+std::string_view to_string(IpSupport support);
+std::string_view to_string(LanPool pool);
+
+inline bool has_v4(IpSupport s) { return s != IpSupport::V6Only; }
+inline bool has_v6(IpSupport s) { return s != IpSupport::V4Only; }
+
+}  // namespace patchbay

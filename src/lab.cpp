@@ -1,0 +1,123 @@
+// Lab and the router/device builders: thin front ends over LabCore.
+#include "patchbay/lab.hpp"
+
+#include "lab_core.hpp"
+#include "patchbay/error.hpp"
+
+namespace patchbay {
+
+Lab::Lab(LabOptions options) : core_(std::make_shared<internal::LabCore>(std::move(options))) {}
+Lab::~Lab() = default;
+Lab::Lab(Lab&&) noexcept = default;
+Lab& Lab::operator=(Lab&&) noexcept = default;
+
+RouterBuilder Lab::add_router(std::string name) { return RouterBuilder(core_, std::move(name)); }
+DeviceBuilder Lab::add_device(std::string name) { return DeviceBuilder(core_, std::move(name)); }
+
+std::optional<Router> Lab::router(const std::string& name) const {
+  for (NodeId id : core_->list(NodeKind::Router)) {
+    if (core_->node_name(id) == name) return Router(core_, id, name);
+  }
+  return std::nullopt;
+}
+
+std::optional<Device> Lab::device(const std::string& name) const {
+  for (NodeId id : core_->list(NodeKind::Device)) {
+    if (core_->node_name(id) == name) return Device(core_, id, name);
+  }
+  return std::nullopt;
+}
+
+std::vector<Router> Lab::routers() const {
+  std::vector<Router> out;
+  for (NodeId id : core_->list(NodeKind::Router)) out.emplace_back(core_, id, core_->node_name(id));
+  return out;
+}
+
+std::vector<Device> Lab::devices() const {
+  std::vector<Device> out;
+  for (NodeId id : core_->list(NodeKind::Device)) out.emplace_back(core_, id, core_->node_name(id));
+  return out;
+}
+
+Ix Lab::ix() const { return Ix(core_, internal::kIxId); }
+
+void Lab::remove_device(const Device& device) { core_->remove_node(device.id(), NodeKind::Device); }
+void Lab::remove_router(const Router& router) { core_->remove_node(router.id(), NodeKind::Router); }
+
+const std::string& Lab::label() const { return core_->options().label; }
+const std::filesystem::path& Lab::outdir() const { return core_->outdir(); }
+std::string Lab::state_json() const { return core_->state_json(); }
+void Lab::write_artifacts(const std::filesystem::path& dir) const { core_->write_artifacts(dir); }
+std::size_t Lab::thread_count() const { return core_->thread_count(); }
+
+RouterBuilder::RouterBuilder(std::shared_ptr<internal::LabCore> core, std::string name)
+    : core_(std::move(core)) {
+  spec_.name = std::move(name);
+}
+
+RouterBuilder& RouterBuilder::preset(RouterPreset p) {
+  spec_.preset = p;
+  return *this;
+}
+RouterBuilder& RouterBuilder::nat(Nat n) {
+  spec_.nat = n;
+  return *this;
+}
+RouterBuilder& RouterBuilder::firewall(Firewall f) {
+  spec_.firewall = f;
+  return *this;
+}
+RouterBuilder& RouterBuilder::ip_support(IpSupport s) {
+  spec_.ip_support = s;
+  return *this;
+}
+RouterBuilder& RouterBuilder::pool(LanPool p) {
+  spec_.pool = p;
+  return *this;
+}
+RouterBuilder& RouterBuilder::upstream(const Router& parent) {
+  spec_.upstream = parent.name();
+  return *this;
+}
+RouterBuilder& RouterBuilder::upstream(const std::string& parent_name) {
+  spec_.upstream = parent_name;
+  return *this;
+}
+RouterBuilder& RouterBuilder::lan_cidr(const std::string& cidr) {
+  spec_.lan_cidr = cidr;
+  return *this;
+}
+RouterBuilder& RouterBuilder::mtu(int mtu) {
+  spec_.mtu = mtu;
+  return *this;
+}
+Router RouterBuilder::build() { return core_->build_router(spec_); }
+
+DeviceBuilder::DeviceBuilder(std::shared_ptr<internal::LabCore> core, std::string name)
+    : core_(std::move(core)) {
+  spec_.name = std::move(name);
+}
+
+DeviceBuilder& DeviceBuilder::iface(std::string name, const Router& gateway) {
+  spec_.ifaces.push_back({std::move(name), gateway.name()});
+  return *this;
+}
+DeviceBuilder& DeviceBuilder::iface(std::string name, const std::string& gateway_name) {
+  spec_.ifaces.push_back({std::move(name), gateway_name});
+  return *this;
+}
+DeviceBuilder& DeviceBuilder::uplink(const Router& gateway) {
+  return iface("eth" + std::to_string(spec_.ifaces.size()), gateway);
+}
+DeviceBuilder& DeviceBuilder::default_via(std::string iface_name) {
+  spec_.default_iface = std::move(iface_name);
+  return *this;
+}
+DeviceBuilder& DeviceBuilder::mtu(int mtu) {
+  spec_.mtu = mtu;
+  return *this;
+}
+Device DeviceBuilder::build() { return core_->build_device(spec_); }
+
+}  // namespace patchbay

@@ -1,0 +1,149 @@
+// LabCore: the state and kernel orchestration behind patchbay::Lab and its node handles.
+//
+// Threading: all kernel work (namespaces, netlink, nftables, sysctls) runs on the lab's
+// control thread — the only thread that ever hops between namespaces. `mu_` guards the records;
+// node handles read them from any thread. User code never runs under `mu_` (a callback may
+// call back into the lab).
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "address_plan.hpp"
+#include "nft_ruleset.hpp"
+#include "node_runtime.hpp"
+#include "patchbay/lab.hpp"
+#include "pid_namespace.hpp"
+#include "route_socket.hpp"
+#include "unique_fd.hpp"
+#include "worker_thread.hpp"
+
+namespace patchbay::internal {
+
+struct DeviceIfaceRecord {
+  std::string name;
+  NodeId index = 0;         // from the lab's id counter: names the router port v<index>
+  NodeId router = 0;        // gateway router
+  std::string router_port;  // "v<index>" inside the router
+  std::optional<Ipv4Net> v4;
+  std::optional<Ipv6Net> v6;
+  Ipv6Address ll6;
+  MacAddress mac{};
+  bool up = true;
+};
+
+struct RouterData {
+  Nat nat = Nat::None;
+  Firewall firewall = Firewall::None;
+  IpSupport ip_support = IpSupport::V4Only;
+  LanPool pool = LanPool::Public;
+  std::optional<NodeId> upstream;
+  std::optional<int> mtu;
+  std::string wan_name;     // "ix" or "wan"
+  std::string parent_port;  // "i<id>" in the lab root or "h<id>" in the upstream router
+  std::optional<Ipv4Net> wan_v4;
+  std::optional<Ipv6Net> wan_v6;
+  Ipv6Address wan_ll6;
+  MacAddress wan_mac{};
+  std::optional<Ipv4Net> lan_v4;  // network prefix
+  std::optional<Ipv6Net> lan_v6;
+  std::optional<LanHosts> hosts_v4;
+  std::optional<LanHosts> hosts_v6;
+  Ipv6Address lan_ll6;
+  MacAddress lan_mac{};
+  int lan_ifindex = 0;
+  // Routes this router's build installed in ancestor namespaces (removed with the router).
+  struct ForeignRoute {
+    NodeId ns_owner;  // kIxId for the lab root
+    IpPrefix dst;
+    boost::asio::ip::address via;
+  };
+  std::vector<ForeignRoute> return_routes;
+};
+
+struct DeviceData {
+  std::vector<DeviceIfaceRecord> ifaces;
+  std::string default_iface;
+  std::optional<int> mtu;
+};
+
+struct NodeRecord {
+  NodeId id = 0;
+  std::string name;
+  NodeKind kind = NodeKind::Device;
+  UniqueFd netns;
+  std::unique_ptr<RouteSocket> rtnl;
+  std::unique_ptr<NftSocket> nft;  // routers only
+  std::shared_ptr<NodeRuntime> runtime;
+  std::optional<RouterData> router;
+  std::optional<DeviceData> device;
+  ino_t netns_inode = 0;
+};
+
+inline constexpr NodeId kIxId = 1;
+
+class LabCore : public std::enable_shared_from_this<LabCore> {
+ public:
+  explicit LabCore(LabOptions options);
+  ~LabCore();
+
+  Router build_router(const RouterBuilder::Spec& spec);
+  Device build_device(const DeviceBuilder::Spec& spec);
+  void remove_node(NodeId id, NodeKind kind);
+
+  std::optional<NodeId> find(const std::string& name, NodeKind kind) const;
+  std::vector<NodeId> list(NodeKind kind) const;
+  std::string node_name(NodeId id) const;
+
+  // Accessors used by handles; all throw Error(kRemoved) for unknown ids.
+  RouterData router_data(NodeId id) const;
+  DeviceData device_data(NodeId id) const;
+  std::vector<Interface> interfaces(NodeId id) const;
+  std::shared_ptr<NodeRuntime> runtime(NodeId id) const;
+  bool alive(NodeId id) const;
+  std::string describe_kernel_state(NodeId id);
+
+  void set_link(NodeId device, const std::string& iface, bool up);
+  void set_default_route(NodeId device, const std::string& iface);
+
+  std::string state_json() const;
+  void write_artifacts(const std::filesystem::path& dir);
+  std::size_t thread_count() const;
+
+  const LabOptions& options() const { return options_; }
+  const std::filesystem::path& outdir() const { return outdir_; }
+  std::weak_ptr<LabCore> weak() { return weak_from_this(); }
+
+ private:
+  NodeRecord& record(NodeId id);  // caller holds mu_
+  const NodeRecord& record(NodeId id) const;
+  void check_name_free(const std::string& name, std::string_view kind) const;
+  std::shared_ptr<NodeRuntime> make_runtime(NodeRecord& rec, std::string_view kind);
+  // Creates the namespace of a new node on the control thread, with its sockets and base
+  // sysctls, and returns the control thread to the lab root.
+  void create_node_namespace(NodeRecord& rec, bool forwarding_v4, bool forwarding_v6);
+  void install_default_routes(NodeRecord& dev, const DeviceIfaceRecord& iface);
+  int pid_namespace_fd();
+  void teardown_node(NodeRecord& rec);
+
+  LabOptions options_;
+  std::filesystem::path outdir_;
+  bool owns_outdir_ = false;
+
+  mutable std::mutex mu_;
+  std::map<NodeId, std::unique_ptr<NodeRecord>> nodes_;  // includes the IX (lab root)
+  NodeId next_id_ = 2;
+  AddressPlan plan_;
+  int ix_bridge_ifindex_ = 0;
+  std::optional<PidNamespace> pidns_;
+  std::unique_ptr<WorkerThread> control_;  // declared last: destroyed first
+};
+
+}  // namespace patchbay::internal
