@@ -30,6 +30,12 @@ bool env_flag(const char* name) {
   return v != nullptr && *v != '\0' && std::string(v) != "0";
 }
 
+// PATCHBAY_OUTDIR as a path, to stop the empty-directory clean-up there.
+std::filesystem::path base_of(const std::filesystem::path& dir) {
+  const char* base = std::getenv("PATCHBAY_OUTDIR");
+  return base != nullptr ? std::filesystem::path(base) : dir.root_path();
+}
+
 class ArtifactListener : public ::testing::EmptyTestEventListener {
   void OnTestStart(const ::testing::TestInfo& info) override {
     const char* base = std::getenv("PATCHBAY_OUTDIR");
@@ -68,6 +74,10 @@ class ArtifactListener : public ::testing::EmptyTestEventListener {
     } else if (!env_flag("PATCHBAY_KEEP")) {
       std::error_code ec;
       std::filesystem::remove_all(dir, ec);
+      // Drop the suite (and test) levels too once nothing is left in them.
+      for (auto parent = dir.parent_path(); parent != base_of(dir); parent = parent.parent_path()) {
+        if (!std::filesystem::remove(parent, ec)) break;  // not empty
+      }
     }
   }
 };

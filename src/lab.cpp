@@ -42,8 +42,26 @@ std::vector<Device> Lab::devices() const {
 
 Ix Lab::ix() const { return Ix(core_, internal::kIxId); }
 
-void Lab::remove_device(const Device& device) { core_->remove_node(device.id(), NodeKind::Device); }
-void Lab::remove_router(const Router& router) { core_->remove_node(router.id(), NodeKind::Router); }
+namespace {
+
+void check_same_lab(const std::shared_ptr<internal::LabCore>& mine,
+                    const std::shared_ptr<internal::LabCore>& theirs, const std::string& node) {
+  if (mine != theirs) {
+    throw Error(ErrorKind::kInvalidArgument, node, "'" + node + "' belongs to another lab");
+  }
+}
+
+}  // namespace
+
+void Lab::remove_device(const Device& device) {
+  check_same_lab(core_, device.lab_.lock(), device.name());
+  core_->remove_node(device.id(), NodeKind::Device);
+}
+
+void Lab::remove_router(const Router& router) {
+  check_same_lab(core_, router.lab_.lock(), router.name());
+  core_->remove_node(router.id(), NodeKind::Router);
+}
 
 const std::string& Lab::label() const { return core_->options().label; }
 const std::filesystem::path& Lab::outdir() const { return core_->outdir(); }

@@ -68,6 +68,16 @@ void wait_until_oper_up(RouteSocket& rs, const std::string& ifname) {
   }
 }
 
+// The interface `name` of device `dev`; throws Error(kNotFound) with `message` otherwise.
+std::vector<DeviceIfaceRecord>::iterator find_iface(NodeRecord& dev, const std::string& name,
+                                                    const std::string& message) {
+  auto& ifaces = dev.device->ifaces;
+  auto it =
+      std::find_if(ifaces.begin(), ifaces.end(), [&](const auto& i) { return i.name == name; });
+  if (it == ifaces.end()) throw Error(ErrorKind::kNotFound, dev.name + "/" + name, message);
+  return it;
+}
+
 }  // namespace
 
 LabCore::LabCore(LabOptions options) : options_(std::move(options)) {
@@ -307,6 +317,10 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
                         parent->name + "'");
       }
     }
+    // Report what the router really has: a dual-stack router below a v4-only one is v4-only.
+    data.ip_support = want_v4 && want_v6 ? IpSupport::DualStack
+                      : want_v4          ? IpSupport::V4Only
+                                         : IpSupport::V6Only;
     if (want_v4) {
       data.wan_v4 = parent ? Ipv4Net{parent_v4->next_v4(), parent->router->lan_v4->prefix_len}
                            : Ipv4Net{plan.next_ix_v4(), AddressPlan::ix_v4().prefix_len};
@@ -495,6 +509,13 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
       rec_if.ll6 = deterministic_link_local(rec_if.index);
       rec_if.mac = deterministic_mac(rec_if.index, kMacDevice);
       data.ifaces.push_back(std::move(rec_if));
+    }
+    if (spec.mtu && *spec.mtu < 1280 &&
+        std::any_of(data.ifaces.begin(), data.ifaces.end(),
+                    [](const auto& i) { return i.v6.has_value(); })) {
+      throw Error(ErrorKind::kInvalidArgument, spec.name,
+                  "device '" + spec.name + "': mtu " + std::to_string(*spec.mtu) +
+                      " is below 1280, the IPv6 minimum, and the device has IPv6");
     }
     if (spec.default_iface) {
       if (!seen.count(*spec.default_iface)) {
@@ -729,13 +750,7 @@ void LabCore::set_link(NodeId device, const std::string& iface, bool up) {
   control_->call([&] {
     std::lock_guard lock(mu_);
     NodeRecord& dev = record(device);
-    auto& ifaces = dev.device->ifaces;
-    auto it =
-        std::find_if(ifaces.begin(), ifaces.end(), [&](const auto& i) { return i.name == iface; });
-    if (it == ifaces.end()) {
-      throw Error(ErrorKind::kNotFound, dev.name + "/" + iface,
-                  "device '" + dev.name + "' has no interface '" + iface + "'");
-    }
+    auto it = find_iface(dev, iface, "device '" + dev.name + "' has no interface '" + iface + "'");
     NodeRecord& router = record(it->router);
     // Both ends, so the link is dead in both directions, as with a pulled cable.
     dev.rtnl->set_link_up(dev.rtnl->link_index(iface), up);
@@ -754,13 +769,8 @@ void LabCore::set_default_route(NodeId device, const std::string& iface) {
   control_->call([&] {
     std::lock_guard lock(mu_);
     NodeRecord& dev = record(device);
-    auto& ifaces = dev.device->ifaces;
     auto it =
-        std::find_if(ifaces.begin(), ifaces.end(), [&](const auto& i) { return i.name == iface; });
-    if (it == ifaces.end()) {
-      throw Error(ErrorKind::kNotFound, dev.name + "/" + iface,
-                  "interface '" + iface + "' not found on device '" + dev.name + "'");
-    }
+        find_iface(dev, iface, "interface '" + iface + "' not found on device '" + dev.name + "'");
     dev.rtnl->delete_default_routes(AF_INET);
     dev.rtnl->delete_default_routes(AF_INET6);
     dev.device->default_iface = iface;
@@ -842,7 +852,7 @@ void LabCore::write_artifacts(const std::filesystem::path& dir) {
   {
     std::lock_guard lock(mu_);
     for (const auto& [id, rec] : nodes_) {
-      nodes.emplace_back(id, kind_name(rec->kind) + "." + sanitize_for_path(rec->name));
+      nodes.emplace_back(id, kind_name(rec->kind) + "." + rec->name);  // names are file-safe
     }
   }
   for (const auto& [id, file] : nodes) {

@@ -61,8 +61,11 @@ Interface Node::iface(const std::string& name) const {
   for (auto& i : interfaces()) {
     if (i.name == name) return i;
   }
+  const char* kind = kind_ == NodeKind::Router   ? "router"
+                     : kind_ == NodeKind::Device ? "device"
+                                                 : "ix";
   throw Error(ErrorKind::kNotFound, name_ + "/" + name,
-              "'" + name_ + "' has no interface '" + name + "'");
+              std::string(kind) + " '" + name_ + "' has no interface '" + name + "'");
 }
 
 std::string Node::describe_kernel_state() const { return core()->describe_kernel_state(id_); }

@@ -2,6 +2,8 @@
 
 #include "patchbay/error.hpp"
 
+#include <ostream>
+
 namespace patchbay {
 
 PresetValues preset_values(RouterPreset preset) {
@@ -100,5 +102,11 @@ std::string_view to_string(LanPool pool) {
   }
   return "unknown";
 }
+
+std::ostream& operator<<(std::ostream& os, RouterPreset preset) { return os << to_string(preset); }
+std::ostream& operator<<(std::ostream& os, Nat nat) { return os << to_string(nat); }
+std::ostream& operator<<(std::ostream& os, Firewall firewall) { return os << to_string(firewall); }
+std::ostream& operator<<(std::ostream& os, IpSupport support) { return os << to_string(support); }
+std::ostream& operator<<(std::ostream& os, LanPool pool) { return os << to_string(pool); }
 
 }  // namespace patchbay

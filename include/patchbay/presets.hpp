@@ -10,6 +10,7 @@
 #pragma once
 
 #include <array>
+#include <iosfwd>
 #include <optional>
 #include <string_view>
 
@@ -54,6 +55,13 @@ std::string_view to_string(Nat nat);
 std::string_view to_string(Firewall firewall);
 std::string_view to_string(IpSupport support);
 std::string_view to_string(LanPool pool);
+
+// Stream the names above, so GoogleTest prints "Home" instead of "4-byte object <00-00 00-00>".
+std::ostream& operator<<(std::ostream& os, RouterPreset preset);
+std::ostream& operator<<(std::ostream& os, Nat nat);
+std::ostream& operator<<(std::ostream& os, Firewall firewall);
+std::ostream& operator<<(std::ostream& os, IpSupport support);
+std::ostream& operator<<(std::ostream& os, LanPool pool);
 
 inline bool has_v4(IpSupport s) { return s != IpSupport::V6Only; }
 inline bool has_v6(IpSupport s) { return s != IpSupport::V4Only; }

@@ -5,9 +5,10 @@
 //   EXPECT_EQ(r.exit_code, 0) << r.stderr_text;
 //   server.wait_for(std::chrono::seconds(10));
 //
-// stdout and stderr go to files in the lab's output directory (`<node>.<label>.stdout.log`),
-// so they survive as artifacts when a test fails. Every child is killed when its lab is
-// destroyed, and also when the test process dies, even by SIGKILL.
+// stdout and stderr go to files in the lab's output directory
+// (`<kind>.<node>.<label>[.<n>].stdout.log`, e.g. `device.laptop.ping.stdout.log`), so they survive
+// as artifacts when a test fails. Every child is killed when its lab is destroyed, and also when
+// the test process dies, even by SIGKILL.
 #pragma once
 
 #include <sys/types.h>

@@ -106,8 +106,11 @@ class CleanupTest : public ::testing::Test {
 TEST_F(CleanupTest, DestroyingALabFreesNamespacesThreadsAndProcesses) {
   std::set<ino_t> netns_before = held_netns();
   int threads_before = patchbay::current_thread_count();
+  std::filesystem::path outdir;
   {
     Lab lab;
+    outdir = lab.outdir();
+    EXPECT_TRUE(std::filesystem::is_directory(outdir));
     Router dc = lab.add_router("dc").preset(RouterPreset::Public).build();
     Router home = lab.add_router("home").preset(RouterPreset::Home).build();
     Device a = lab.add_device("a").iface("eth0", dc).build();
@@ -123,6 +126,53 @@ TEST_F(CleanupTest, DestroyingALabFreesNamespacesThreadsAndProcesses) {
   EXPECT_EQ(held_netns(), netns_before);
   EXPECT_EQ(patchbay::current_thread_count(), threads_before);
   EXPECT_THAT(my_children(), ::testing::IsEmpty());
+  EXPECT_FALSE(std::filesystem::exists(outdir)) << "the lab's private temporary directory";
+}
+
+// Addresses and routes of the namespace this test thread lives in: the host's.
+std::string host_network() {
+  std::string out;
+  for (const char* cmd :
+       {"ip -o addr show", "ip route show table all", "ip -6 route show table all"}) {
+    std::FILE* p = ::popen(cmd, "r");
+    char buf[512];
+    while (p != nullptr && std::fgets(buf, sizeof buf, p) != nullptr) {
+      std::string line = buf;
+      // Lifetimes tick down on their own; they are not configuration.
+      for (const char* key : {" valid_lft ", " preferred_lft ", " expires "}) {
+        auto at = line.find(key);
+        if (at != std::string::npos) line = line.substr(0, at) + "\n";
+      }
+      out += line;
+    }
+    if (p != nullptr) ::pclose(p);
+  }
+  return out;
+}
+
+TEST_F(CleanupTest, HostNetworkIsUntouchedByALab) {
+  std::string before = host_network();
+  ASSERT_FALSE(before.empty());
+  struct stat host {};
+  ASSERT_EQ(::stat("/proc/thread-self/ns/net", &host), 0);
+  {
+    Lab lab;
+    Router dc = lab.add_router("dc").preset(RouterPreset::Public).build();
+    Router home = lab.add_router("home").preset(RouterPreset::Home).build();
+    Device server = lab.add_device("server").iface("eth0", dc).build();
+    Device laptop = lab.add_device("laptop").iface("eth0", home).build();
+    EXPECT_NE(lab.ix().run([] {
+      struct stat st {};
+      ::stat("/proc/thread-self/ns/net", &st);
+      return st.st_ino;
+    }),
+              host.st_ino);
+    EXPECT_TRUE(patchbay_test::ping_ok(laptop, server.ip()->to_string()));
+    laptop.link_down("eth0");
+    laptop.link_up("eth0");
+    lab.remove_device(laptop);
+  }
+  EXPECT_EQ(host_network(), before);
 }
 
 TEST_F(CleanupTest, RemovingADeviceStopsItsProcesses) {

@@ -125,6 +125,21 @@ TEST_F(ErrorsTest, FailedBuildLeavesNoHalfBuiltNode) {
   EXPECT_EQ(pc.ip()->to_string(), "10.9.9.2");
 }
 
+TEST_F(ErrorsTest, RemovingANodeOfAnotherLabIsRefused) {
+  patchbay::Lab other;
+  Router foreign = other.add_router("dc").build();
+  (void)lab().add_router("dc").build();
+  expect_error([&] { lab().remove_router(foreign); }, ErrorKind::kInvalidArgument,
+               "belongs to another lab", "dc");
+  EXPECT_TRUE(lab().router("dc"));
+}
+
+TEST_F(ErrorsTest, DeviceMtuBelowIpv6MinimumIsRefusedWithIpv6) {
+  Router dc = lab().add_router("dc").preset(RouterPreset::Public).build();
+  expect_error([&] { (void)lab().add_device("pc").iface("eth0", dc).mtu(1000).build(); },
+               ErrorKind::kInvalidArgument, "below 1280", "pc");
+}
+
 TEST_F(ErrorsTest, RouterRemovalRefusedWhileSubRouterAttached) {
   Router isp = lab().add_router("isp").build();
   (void)lab().add_router("home").nat(patchbay::Nat::Home).upstream(isp).build();
