@@ -399,7 +399,7 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
         if (data.wan_v4) rules.wan_ipv4 = data.wan_v4->address;
         rules.nat = data.nat;
         rules.firewall = data.firewall;
-        rec->nft->apply(rules);
+        rec->nft->install(rules);
       }
 
       // Return routes: every ancestor up to the lab root learns how to reach a routed LAN,

@@ -583,9 +583,11 @@ void Transaction::commit(mnl_socket* sock, const char* operation) {
 
 // Emits what makes `table` exist exactly as planned: add (creates it if missing, so the
 // delete cannot fail), delete, then the new contents if wanted.
-void emit_table(Transaction& tx, const TableSpec& table) {
-  tx.add_table(NFT_MSG_NEWTABLE, table, NLM_F_CREATE);
-  tx.add_table(NFT_MSG_DELTABLE, table, 0);
+void emit_table(Transaction& tx, const TableSpec& table, bool replace = true) {
+  if (replace) {
+    tx.add_table(NFT_MSG_NEWTABLE, table, NLM_F_CREATE);
+    tx.add_table(NFT_MSG_DELTABLE, table, 0);
+  }
   if (!table.wanted) return;
   tx.add_table(NFT_MSG_NEWTABLE, table, NLM_F_CREATE);
   for (const ChainSpec& chain : table.chains) tx.add_chain(table, chain);
@@ -756,6 +758,15 @@ void NftSocket::apply(const RouterRules& rules) {
   Transaction tx(seq_, node_);
   for (const TableSpec& table : tables) emit_table(tx, table);
   tx.commit(sock_, "apply");
+}
+
+void NftSocket::install(const RouterRules& rules) {
+  std::vector<TableSpec> tables = plan(rules);
+  validate(tables, rules, node_);
+  drain(sock_);
+  Transaction tx(seq_, node_);
+  for (const TableSpec& table : tables) emit_table(tx, table, /*replace=*/false);
+  tx.commit(sock_, "install");
 }
 
 void NftSocket::clear() {

@@ -43,6 +43,10 @@ class NftSocket {
   // Installs `rules` as one batch, replacing earlier pb_* tables. Throws Error(kKernel) with
   // the node name and the kernel's error text; on failure the previous ruleset stays.
   void apply(const RouterRules& rules);
+  // Like apply() for a namespace that has none of our tables yet (a router being built). Skips
+  // the delete step: a deleted table is freed by deferred kernel work that the socket's close
+  // then waits for (an RCU grace period, ~7 ms here).
+  void install(const RouterRules& rules);
   // Removes every pb_* table (one batch). No-op when there are none.
   void clear();
   // Text rendering of all tables, chains and rules of the namespace.

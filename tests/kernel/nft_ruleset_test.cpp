@@ -17,6 +17,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -280,6 +281,24 @@ TEST_F(NftRulesetTest, NatNeedsWanIpv4) {
   EXPECT_EQ(cli.find("pb_nat"), std::string::npos) << cli;
   // The inbound filter follows the NAT setting alone (harmless without an IPv4 uplink).
   EXPECT_NE(cli.find("table ip pb_filter"), std::string::npos) << cli;
+}
+
+TEST_F(NftRulesetTest, InstallOnAFreshNamespaceMatchesApply) {
+  worker_->call([&] { nft_->install(rules_for(Nat::Corporate, Firewall::Corporate)); });
+  std::string installed = list();
+  apply(rules_for(Nat::Corporate, Firewall::Corporate));
+  // Same tables and rules; only the kernel's rule handles may differ.
+  auto strip_handles = [](std::string text) {
+    std::string out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      auto at = line.find(" (handle ");
+      out += (at == std::string::npos ? line : line.substr(0, at)) + "\n";
+    }
+    return out;
+  };
+  EXPECT_EQ(strip_handles(installed), strip_handles(list()));
+  EXPECT_NE(installed.find("table inet pb_fw"), std::string::npos) << installed;
 }
 
 TEST_F(NftRulesetTest, ApplyTwiceReplacesInsteadOfAppending) {
