@@ -6,5 +6,5 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build "$build" -j "$(nproc)" --target patchbay_examples patchbay_simple
+cmake --build "$build" -j "$(nproc)" --target patchbay_examples patchbay_examples_own_main patchbay_simple
 ctest --test-dir "$build" -L examples -j2 --output-on-failure --timeout 300
