@@ -30,10 +30,14 @@ bool env_flag(const char* name) {
   return v != nullptr && *v != '\0' && std::string(v) != "0";
 }
 
-// PATCHBAY_OUTDIR as a path, to stop the empty-directory clean-up there.
-std::filesystem::path base_of(const std::filesystem::path& dir) {
+// PATCHBAY_OUTDIR as a normalised path ("a/b/" and "a/b" alike), where the clean-up of empty
+// directories stops.
+std::filesystem::path normalised_base() {
   const char* base = std::getenv("PATCHBAY_OUTDIR");
-  return base != nullptr ? std::filesystem::path(base) : dir.root_path();
+  if (base == nullptr || *base == '\0') return {};
+  std::filesystem::path p = std::filesystem::path(base).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();
+  return p;
 }
 
 class ArtifactListener : public ::testing::EmptyTestEventListener {
@@ -52,13 +56,17 @@ class ArtifactListener : public ::testing::EmptyTestEventListener {
         name = name.substr(0, slash);
       }
     }
-    std::filesystem::path dir =
-        std::filesystem::path(base) / safe(info.test_suite_name()) / safe(name);
+    std::filesystem::path dir = normalised_base() / safe(info.test_suite_name()) / safe(name);
     if (!param.empty()) dir /= safe(param);
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);  // a previous run's leftovers would mislead
     std::filesystem::create_directories(dir, ec);
-    if (!ec) g_current = dir;
+    if (ec) {
+      std::cout << "[ patchbay ] cannot create artifact directory " << dir.string() << ": "
+                << ec.message() << " (artifacts of this test are not kept)" << std::endl;
+      return;
+    }
+    g_current = dir;
   }
 
   void OnTestEnd(const ::testing::TestInfo& info) override {
@@ -75,7 +83,10 @@ class ArtifactListener : public ::testing::EmptyTestEventListener {
       std::error_code ec;
       std::filesystem::remove_all(dir, ec);
       // Drop the suite (and test) levels too once nothing is left in them.
-      for (auto parent = dir.parent_path(); parent != base_of(dir); parent = parent.parent_path()) {
+      const std::filesystem::path base = normalised_base();
+      for (auto parent = dir.parent_path().lexically_normal();
+           !base.empty() && parent != base && parent.string().size() > base.string().size();
+           parent = parent.parent_path()) {
         if (!std::filesystem::remove(parent, ec)) break;  // not empty
       }
     }

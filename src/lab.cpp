@@ -1,42 +1,71 @@
 // Lab and the router/device builders: thin front ends over LabCore.
 #include "patchbay/lab.hpp"
 
+#include <cstdio>
+#include <thread>
+
 #include "lab_core.hpp"
 #include "patchbay/error.hpp"
 
 namespace patchbay {
 
 Lab::Lab(LabOptions options) : core_(std::make_shared<internal::LabCore>(std::move(options))) {}
-Lab::~Lab() = default;
+
+namespace {
+
+void close_core(std::shared_ptr<internal::LabCore> core) {
+  if (!core) return;
+  if (core->called_from_lab_thread()) {
+    // Code running inside the lab destroyed it: the teardown would have to join the calling
+    // thread. Finish it on a thread of its own once that code returns.
+    std::fprintf(stderr,
+                 "patchbay: lab '%s' destroyed from code running inside it; tearing it down "
+                 "asynchronously\n",
+                 core->options().label.c_str());
+    if (core->mark_closed()) std::thread([core = std::move(core)] { core->teardown(); }).detach();
+    return;
+  }
+  core->close();
+}
+
+}  // namespace
+
+Lab::~Lab() { close_core(std::move(core_)); }
 Lab::Lab(Lab&&) noexcept = default;
-Lab& Lab::operator=(Lab&&) noexcept = default;
+Lab& Lab::operator=(Lab&& other) noexcept {
+  if (this != &other) {
+    close_core(std::move(core_));
+    core_ = std::move(other.core_);
+  }
+  return *this;
+}
 
 RouterBuilder Lab::add_router(std::string name) { return RouterBuilder(core_, std::move(name)); }
 DeviceBuilder Lab::add_device(std::string name) { return DeviceBuilder(core_, std::move(name)); }
 
 std::optional<Router> Lab::router(const std::string& name) const {
-  for (NodeId id : core_->list(NodeKind::Router)) {
-    if (core_->node_name(id) == name) return Router(core_, id, name);
+  for (auto& [id, node] : core_->list(NodeKind::Router)) {
+    if (node == name) return Router(core_, id, node);
   }
   return std::nullopt;
 }
 
 std::optional<Device> Lab::device(const std::string& name) const {
-  for (NodeId id : core_->list(NodeKind::Device)) {
-    if (core_->node_name(id) == name) return Device(core_, id, name);
+  for (auto& [id, node] : core_->list(NodeKind::Device)) {
+    if (node == name) return Device(core_, id, node);
   }
   return std::nullopt;
 }
 
 std::vector<Router> Lab::routers() const {
   std::vector<Router> out;
-  for (NodeId id : core_->list(NodeKind::Router)) out.emplace_back(core_, id, core_->node_name(id));
+  for (auto& [id, name] : core_->list(NodeKind::Router)) out.emplace_back(core_, id, name);
   return out;
 }
 
 std::vector<Device> Lab::devices() const {
   std::vector<Device> out;
-  for (NodeId id : core_->list(NodeKind::Device)) out.emplace_back(core_, id, core_->node_name(id));
+  for (auto& [id, name] : core_->list(NodeKind::Device)) out.emplace_back(core_, id, name);
   return out;
 }
 
@@ -46,6 +75,7 @@ namespace {
 
 void check_same_lab(const std::shared_ptr<internal::LabCore>& mine,
                     const std::shared_ptr<internal::LabCore>& theirs, const std::string& node) {
+  if (!theirs) throw Error(ErrorKind::kRemoved, node, "the lab of '" + node + "' was destroyed");
   if (mine != theirs) {
     throw Error(ErrorKind::kInvalidArgument, node, "'" + node + "' belongs to another lab");
   }
@@ -94,7 +124,22 @@ RouterBuilder& RouterBuilder::pool(LanPool p) {
   spec_.pool = p;
   return *this;
 }
+namespace {
+
+// Builders take node handles for convenience but resolve them by name: a handle of another
+// lab would silently pick this lab's namesake.
+void check_handle_of(const std::shared_ptr<internal::LabCore>& core, const Node& node,
+                     const std::shared_ptr<internal::LabCore>& node_core) {
+  if (node_core != core) {
+    throw Error(ErrorKind::kInvalidArgument, node.name(),
+                "router '" + node.name() + "' belongs to another lab");
+  }
+}
+
+}  // namespace
+
 RouterBuilder& RouterBuilder::upstream(const Router& parent) {
+  check_handle_of(core_, parent, parent.lab_.lock());
   spec_.upstream = parent.name();
   return *this;
 }
@@ -118,6 +163,7 @@ DeviceBuilder::DeviceBuilder(std::shared_ptr<internal::LabCore> core, std::strin
 }
 
 DeviceBuilder& DeviceBuilder::iface(std::string name, const Router& gateway) {
+  check_handle_of(core_, gateway, gateway.lab_.lock());
   spec_.ifaces.push_back({std::move(name), gateway.name()});
   return *this;
 }

@@ -1,8 +1,11 @@
 #include "lab_core.hpp"
 
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -126,17 +129,36 @@ LabCore::LabCore(LabOptions options) : options_(std::move(options)) {
                                {AddressPlan::ix_gateway_v6(), AddressPlan::ix_v6().prefix_len});
     });
   } catch (...) {
-    control_->call([&] { root.reset(); });
+    // Closing fds works from any thread; the control thread may never have started properly.
+    root.reset();
     control_.reset();
-    if (owns_outdir_) std::filesystem::remove_all(outdir_);
+    if (owns_outdir_) {
+      std::error_code ec;
+      std::filesystem::remove_all(outdir_, ec);
+    }
     throw;
   }
   nodes_.emplace(kIxId, std::move(root));
   nodes_.at(kIxId)->runtime = make_runtime(*nodes_.at(kIxId), "ix");
 }
 
-LabCore::~LabCore() {
-  // Runtimes first: they kill processes and join threads that may still use the namespaces.
+LabCore::~LabCore() { close(); }
+
+bool LabCore::called_from_lab_thread() const {
+  if (control_ && control_->on_worker_thread()) return true;
+  std::lock_guard lock(mu_);
+  for (const auto& [id, rec] : nodes_) {
+    if (rec->runtime && rec->runtime->owns_current_thread()) return true;
+  }
+  return false;
+}
+
+bool LabCore::mark_closed() {
+  std::lock_guard lock(mu_);
+  return !std::exchange(closed_, true);  // from here on nodes are dead to handles and builders
+}
+
+void LabCore::teardown() {
   std::vector<std::shared_ptr<NodeRuntime>> runtimes;
   {
     std::lock_guard lock(mu_);
@@ -144,20 +166,22 @@ LabCore::~LabCore() {
       if (rec->runtime) runtimes.push_back(rec->runtime);
     }
   }
-  for (auto& rt : runtimes) rt->shutdown();
+  // Every node stops before any is joined: a thread of one node may be waiting for a process
+  // or a coroutine of another.
+  for (auto& rt : runtimes) rt->begin_shutdown();
+  {
+    // Whatever the nodes' own kills missed (daemons that left their process group) dies with
+    // the PID namespace.
+    std::lock_guard lock(mu_);
+    pidns_.reset();
+  }
+  for (auto& rt : runtimes) rt->finish_shutdown();
   control_->call([&] {
     std::lock_guard lock(mu_);
     // Devices before routers before the root, so veth ends vanish top-down.
     for (NodeKind kind : {NodeKind::Device, NodeKind::Router, NodeKind::Ix}) {
-      for (auto it = nodes_.begin(); it != nodes_.end();) {
-        if (it->second->kind == kind) {
-          it = nodes_.erase(it);
-        } else {
-          ++it;
-        }
-      }
+      std::erase_if(nodes_, [kind](const auto& entry) { return entry.second->kind == kind; });
     }
-    pidns_.reset();
   });
   control_.reset();
   if (owns_outdir_) {
@@ -215,12 +239,19 @@ int LabCore::pid_namespace_fd() {
 
 void LabCore::create_node_namespace(NodeRecord& rec, bool forwarding_v4, bool forwarding_v6) {
   NodeRecord& root = record(kIxId);
-  rec.netns = create_netns_on_this_thread(rec.name);
   // Whatever happens next, the control thread goes back home to the lab root.
   struct ReturnHome {
     int fd;
-    ~ReturnHome() { enter_netns(fd, "lab root"); }
+    ~ReturnHome() {
+      try {
+        enter_netns(fd, "lab root");
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "patchbay: control thread cannot return to the lab root: %s\n",
+                     e.what());
+      }
+    }
   } home{root.netns.get()};
+  rec.netns = create_netns_on_this_thread(rec.name);
   rec.netns_inode = netns_inode(rec.netns.get());
   if (!options_.ipv6_dad) disable_dad_sysctls(rec.name);
   // IPv6 addresses must survive link_down/link_up like IPv4 ones do.
@@ -238,6 +269,7 @@ void LabCore::create_node_namespace(NodeRecord& rec, bool forwarding_v4, bool fo
 Router LabCore::build_router(const RouterBuilder::Spec& spec) {
   return control_->invoke([&]() -> Router {
     std::lock_guard lock(mu_);
+    if (closed_) throw Error(ErrorKind::kRemoved, spec.name, "the lab was destroyed");
     validate_node_name("router", spec.name);
     check_name_free(spec.name, "router");
 
@@ -278,6 +310,7 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
             "unknown upstream router '" + *spec.upstream + "' for router '" + spec.name + "'");
       }
       parent = &record(*pid);
+      check_attachable(*parent);
       data.upstream = *pid;
     }
     std::optional<Ipv4Net> explicit_lan;
@@ -287,6 +320,12 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
         throw Error(
             ErrorKind::kInvalidArgument, spec.name,
             "router '" + spec.name + "': lan_cidr " + *spec.lan_cidr + " is narrower than /30");
+      }
+      Ipv4Net ix = AddressPlan::ix_v4();
+      if (ix.contains(explicit_lan->address) || explicit_lan->contains(ix.address)) {
+        throw Error(ErrorKind::kInvalidArgument, spec.name,
+                    "router '" + spec.name + "': lan_cidr " + *spec.lan_cidr +
+                        " overlaps the IX (" + ix.to_string() + ")");
       }
       for (const auto& [id, rec] : nodes_) {
         if (rec->router && rec->router->lan_v4 &&
@@ -331,6 +370,8 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
                                                    : ~0u << (32 - explicit_lan->prefix_len))),
                                   explicit_lan->prefix_len}
                         : plan.next_lan_v4(data.pool);
+      // Pool prefixes skip LANs that were given explicitly.
+      while (!explicit_lan && lan_overlaps(*data.lan_v4)) data.lan_v4 = plan.next_lan_v4(data.pool);
       data.hosts_v4.emplace(spec.name, *data.lan_v4);
     }
     if (want_v6) {
@@ -349,6 +390,7 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
     rec->id = id;
     rec->name = spec.name;
     rec->kind = NodeKind::Router;
+    bool uplink_created = false;
     NodeRecord& root = record(kIxId);
     NodeRecord& uplink_owner = parent ? *parent : root;
     try {
@@ -376,6 +418,7 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
       // be created up (its partner does not exist yet at that moment).
       VethEnd inner{data.wan_name, rec->netns.get(), data.wan_mac, false, 0, data.mtu};
       uplink_owner.rtnl->add_veth(outer, inner);
+      uplink_created = true;
       int wan = rs.link_index(data.wan_name);
       rs.set_link_up(wan, true);
       if (data.wan_v4) {
@@ -436,6 +479,14 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
         } catch (...) {
         }
       }
+      // The kernel frees a closed namespace asynchronously; the outer veth end would linger in
+      // the parent for a while. Delete it now so the lab is exactly as before.
+      if (uplink_created) {
+        try {
+          uplink_owner.rtnl->delete_link(uplink_owner.rtnl->link_index(data.parent_port));
+        } catch (...) {
+        }
+      }
       rec.reset();
       throw;
     }
@@ -469,6 +520,7 @@ void LabCore::install_default_routes(NodeRecord& dev, const DeviceIfaceRecord& i
 Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
   return control_->invoke([&]() -> Device {
     std::lock_guard lock(mu_);
+    if (closed_) throw Error(ErrorKind::kRemoved, spec.name, "the lab was destroyed");
     validate_node_name("device", spec.name);
     check_name_free(spec.name, "device");
 
@@ -497,6 +549,7 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
                         "' of device '" + spec.name + "'");
       }
       NodeRecord& router = record(*gw);
+      check_attachable(router);
       auto [slot, fresh] = hosts.try_emplace(*gw, router.router->hosts_v4, router.router->hosts_v6);
       DeviceIfaceRecord rec_if;
       rec_if.name = is.name;
@@ -532,6 +585,7 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
     rec->id = id;
     rec->name = spec.name;
     rec->kind = NodeKind::Device;
+    std::vector<std::pair<NodeId, std::string>> created_ports;
     try {
       create_node_namespace(*rec, false, false);
       for (const auto& ifr : data.ifaces) {
@@ -544,6 +598,7 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
                      spec.mtu};
         VethEnd dev_end{ifr.name, rec->netns.get(), ifr.mac, false, 0, spec.mtu};
         router.rtnl->add_veth(port, dev_end);
+        created_ports.emplace_back(ifr.router, ifr.router_port);
         int ifindex = rec->rtnl->link_index(ifr.name);
         rec->rtnl->set_link_up(ifindex, true);
         if (ifr.v4) rec->rtnl->add_address(ifindex, prefix(*ifr.v4));
@@ -554,7 +609,15 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
         if (ifr.name == data.default_iface) install_default_routes(*rec, ifr);
       }
     } catch (...) {
-      rec.reset();  // the namespace and with it every veth pair of the device disappear
+      // Router-side ports would outlive the asynchronously freed namespace for a while.
+      for (const auto& [router, port] : created_ports) {
+        try {
+          RouteSocket& rs = *record(router).rtnl;
+          rs.delete_link(rs.link_index(port));
+        } catch (...) {
+        }
+      }
+      rec.reset();
       throw;
     }
     for (auto& [gw, pair] : hosts) {
@@ -584,10 +647,20 @@ void LabCore::teardown_node(NodeRecord& rec) {
 }
 
 void LabCore::remove_node(NodeId id, NodeKind kind) {
+  if (called_from_lab_thread()) {
+    // Removing a node joins its threads, which may be waiting for the calling thread.
+    throw Error(ErrorKind::kInvalidArgument, std::to_string(id),
+                "nodes cannot be removed from code running inside the lab (run(), spawn(), "
+                "spawn_thread()): the removal could wait for its own caller");
+  }
   std::shared_ptr<NodeRuntime> rt;
+  ino_t netns_inode = 0;
   {
     std::lock_guard lock(mu_);
+    if (closed_) throw Error(ErrorKind::kRemoved, std::to_string(id), "the lab was destroyed");
     NodeRecord& rec = record(id);
+    if (rec.removing)
+      throw Error(ErrorKind::kRemoved, rec.name, "'" + rec.name + "' is already being removed");
     if (rec.kind != kind)
       throw Error(ErrorKind::kNotFound, rec.name, "'" + rec.name + "' is not a " + kind_name(kind));
     if (kind == NodeKind::Router) {
@@ -608,9 +681,12 @@ void LabCore::remove_node(NodeId id, NodeKind kind) {
         }
       }
     }
+    rec.removing = true;  // builds may no longer attach to it
     rt = rec.runtime;
+    netns_inode = rec.netns_inode;
   }
   if (rt) rt->shutdown();  // outside the lock: user threads being joined may read the lab
+  kill_stray_processes(netns_inode);
   control_->call([&] {
     std::lock_guard lock(mu_);
     auto it = nodes_.find(id);
@@ -627,13 +703,54 @@ std::optional<NodeId> LabCore::find(const std::string& name, NodeKind kind) cons
   return std::nullopt;
 }
 
-std::vector<NodeId> LabCore::list(NodeKind kind) const {
+std::vector<std::pair<NodeId, std::string>> LabCore::list(NodeKind kind) const {
   std::lock_guard lock(mu_);
-  std::vector<NodeId> out;
+  std::vector<std::pair<NodeId, std::string>> out;
   for (const auto& [id, rec] : nodes_) {
-    if (rec->kind == kind) out.push_back(id);
+    if (rec->kind == kind && !closed_) out.emplace_back(id, rec->name);
   }
   return out;
+}
+
+void LabCore::check_attachable(const NodeRecord& router) const {
+  if (router.removing) {
+    throw Error(ErrorKind::kRemoved, router.name, "router '" + router.name + "' is being removed");
+  }
+}
+
+bool LabCore::lan_overlaps(const Ipv4Net& net) const {
+  for (const auto& [id, rec] : nodes_) {
+    if (rec->router && rec->router->lan_v4 &&
+        (rec->router->lan_v4->contains(net.address) ||
+         net.contains(rec->router->lan_v4->address))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void LabCore::kill_stray_processes(ino_t netns_inode) {
+  // A command that left its process group (setsid, daemons) survives the node's own kills and
+  // would keep the namespace alive. Every command of the lab lives in the lab's PID namespace,
+  // so look there for anything still inside the removed node's network namespace.
+  ino_t pidns_inode = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (!pidns_) return;
+    struct stat st {};
+    if (::fstat(pidns_->ns_fd(), &st) != 0) return;
+    pidns_inode = st.st_ino;
+  }
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid_text = entry.path().filename().string();
+    if (pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    struct stat net {
+    }, pid{};
+    if (::stat((entry.path() / "ns/net").c_str(), &net) != 0 || net.st_ino != netns_inode) continue;
+    if (::stat((entry.path() / "ns/pid").c_str(), &pid) != 0 || pid.st_ino != pidns_inode) continue;
+    ::kill(std::stoi(pid_text), SIGKILL);
+  }
 }
 
 std::string LabCore::node_name(NodeId id) const {
@@ -733,7 +850,7 @@ std::shared_ptr<NodeRuntime> LabCore::runtime(NodeId id) const {
 
 bool LabCore::alive(NodeId id) const {
   std::lock_guard lock(mu_);
-  return nodes_.count(id) != 0;
+  return !closed_ && nodes_.count(id) != 0;
 }
 
 std::string LabCore::describe_kernel_state(NodeId id) {

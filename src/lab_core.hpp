@@ -85,6 +85,7 @@ struct NodeRecord {
   std::optional<RouterData> router;
   std::optional<DeviceData> device;
   ino_t netns_inode = 0;
+  bool removing = false;  // remove_node() is tearing it down: nothing may attach to it any more
 };
 
 inline constexpr NodeId kIxId = 1;
@@ -92,14 +93,27 @@ inline constexpr NodeId kIxId = 1;
 class LabCore : public std::enable_shared_from_this<LabCore> {
  public:
   explicit LabCore(LabOptions options);
-  ~LabCore();
+  ~LabCore();  // close()
+
+  // Tears everything down now: processes, threads, namespaces, the temporary directory.
+  // Idempotent. Afterwards every node is dead and every operation throws Error(kRemoved). Must
+  // not be called from one of the lab's own threads (see called_from_lab_thread()).
+  void close() {
+    if (mark_closed()) teardown();
+  }
+  // The two halves of close(): mark_closed() makes every node dead at once (false if it already
+  // was); teardown() frees everything and may run later, on another thread.
+  bool mark_closed();
+  void teardown();
+  // True on the control thread or any thread of a node (code running inside the lab).
+  bool called_from_lab_thread() const;
 
   Router build_router(const RouterBuilder::Spec& spec);
   Device build_device(const DeviceBuilder::Spec& spec);
   void remove_node(NodeId id, NodeKind kind);
 
   std::optional<NodeId> find(const std::string& name, NodeKind kind) const;
-  std::vector<NodeId> list(NodeKind kind) const;
+  std::vector<std::pair<NodeId, std::string>> list(NodeKind kind) const;
   std::string node_name(NodeId id) const;
 
   // Accessors used by handles; all throw Error(kRemoved) for unknown ids.
@@ -132,12 +146,16 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   void install_default_routes(NodeRecord& dev, const DeviceIfaceRecord& iface);
   int pid_namespace_fd();
   void teardown_node(NodeRecord& rec);
+  void kill_stray_processes(ino_t netns_inode);
+  void check_attachable(const NodeRecord& router) const;
+  bool lan_overlaps(const Ipv4Net& net) const;
 
   LabOptions options_;
   std::filesystem::path outdir_;
   bool owns_outdir_ = false;
 
   mutable std::mutex mu_;
+  bool closed_ = false;
   std::map<NodeId, std::unique_ptr<NodeRecord>> nodes_;  // includes the IX (lab root)
   NodeId next_id_ = 2;
   AddressPlan plan_;

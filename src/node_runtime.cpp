@@ -73,7 +73,7 @@ NodeRuntime::~NodeRuntime() { shutdown(); }
 
 void NodeRuntime::enter_namespace() const { enter_netns(config_.netns_fd, config_.node_name); }
 
-WorkerThread& NodeRuntime::blocking_worker() {
+std::shared_ptr<WorkerThread> NodeRuntime::blocking_worker() {
   std::lock_guard lock(mu_);
   if (shut_down_) {
     throw Error(ErrorKind::kRemoved, config_.node_name,
@@ -81,12 +81,13 @@ WorkerThread& NodeRuntime::blocking_worker() {
   }
   if (!blocking_) {
     std::string thread_name = config_.kind.substr(0, 1) + config_.node_name + ":sw";
-    blocking_ = std::make_unique<WorkerThread>(thread_name, [this] { enter_namespace(); });
+    blocking_ = std::make_shared<WorkerThread>(thread_name, [this] { enter_namespace(); });
   }
-  return *blocking_;
+  // A copy: a concurrent shutdown() cannot destroy the worker under a caller's feet.
+  return blocking_;
 }
 
-void NodeRuntime::run_blocking(const std::function<void()>& job) { blocking_worker().call(job); }
+void NodeRuntime::run_blocking(const std::function<void()>& job) { blocking_worker()->call(job); }
 
 boost::asio::io_context& NodeRuntime::io_context() {
   std::lock_guard lock(mu_);
@@ -147,13 +148,19 @@ void NodeRuntime::start_user_thread(std::function<void(std::stop_token)> body) {
   }
   std::promise<void> entered;
   std::future<void> entered_result = entered.get_future();
+  join_finished_user_threads();
+  auto done = std::make_shared<std::atomic<bool>>(false);
   std::string thread_name =
       config_.kind.substr(0, 1) + config_.node_name + ":u" + std::to_string(user_threads_.size());
   // The thread captures copies, not `this`: user code runs on it without touching the runtime's
   // members, which shutdown() moves away before joining.
   std::jthread thread([entered = std::move(entered), thread_name, fd = config_.netns_fd,
-                       node = config_.node_name,
-                       body = std::move(body)](std::stop_token stop) mutable {
+                       node = config_.node_name, body = std::move(body),
+                       done](std::stop_token stop) mutable {
+    struct MarkDone {
+      std::atomic<bool>& flag;
+      ~MarkDone() { flag = true; }
+    } mark{*done};
     set_current_thread_name(thread_name);
     try {
       enter_netns(fd, node);
@@ -170,7 +177,13 @@ void NodeRuntime::start_user_thread(std::function<void(std::stop_token)> body) {
     thread.join();
     throw;
   }
-  user_threads_.push_back(std::move(thread));
+  user_threads_.push_back(UserThread{std::move(thread), std::move(done)});
+}
+
+void NodeRuntime::join_finished_user_threads() {
+  // Finished threads keep their stacks until joined; a node that runs many short threads must
+  // not accumulate them.
+  std::erase_if(user_threads_, [](UserThread& t) { return t.done->load(); });
 }
 
 Process NodeRuntime::spawn(const Command& command) {
@@ -182,7 +195,7 @@ Process NodeRuntime::spawn(const Command& command) {
   // Forked from the blocking worker: the child inherits that thread's network namespace, and
   // the worker's pid_for_children namespace (set below) makes it a member of the lab's PID
   // namespace.
-  blocking_worker().call([&] {
+  blocking_worker()->call([&] {
     if (!pidns_entered_ && config_.pid_namespace_fd) {
       int pidns_fd = config_.pid_namespace_fd();
       if (::setns(pidns_fd, CLONE_NEWPID) != 0) {
@@ -317,48 +330,57 @@ Process NodeRuntime::spawn(const Command& command) {
   return Process(state);
 }
 
-void NodeRuntime::shutdown() {
-  std::unique_ptr<WorkerThread> blocking;
-  std::unique_ptr<boost::asio::io_context> io;
-  std::thread io_thread;
-  std::vector<std::jthread> user_threads;
+bool NodeRuntime::owns_current_thread() const {
+  std::lock_guard lock(mu_);
+  auto self = std::this_thread::get_id();
+  return (blocking_ && blocking_->on_worker_thread()) || io_thread_.get_id() == self ||
+         std::any_of(user_threads_.begin(), user_threads_.end(),
+                     [&](const UserThread& t) { return t.thread.get_id() == self; });
+}
+
+void NodeRuntime::begin_shutdown() {
   std::vector<std::shared_ptr<ProcessState>> processes;
   {
-    std::lock_guard lock(mu_);
-    if (shut_down_) return;
-    // Joining a thread from itself would deadlock (or throw from a destructor): refuse early,
-    // before anything is torn down.
-    auto self = std::this_thread::get_id();
-    bool own_thread = (blocking_ && blocking_->on_worker_thread()) || io_thread_.get_id() == self ||
-                      std::any_of(user_threads_.begin(), user_threads_.end(),
-                                  [&](const std::jthread& t) { return t.get_id() == self; });
-    if (own_thread) {
+    if (owns_current_thread()) {
+      // Joining a thread from itself would deadlock (or throw from a destructor): refuse early,
+      // before anything is torn down.
       throw Error(ErrorKind::kInvalidArgument, config_.node_name,
                   "node '" + config_.node_name + "' cannot be shut down from its own thread");
     }
+    std::lock_guard lock(mu_);
+    if (shut_down_) return;
     shut_down_ = true;
-    blocking = std::move(blocking_);
+    retired_.blocking = std::move(blocking_);
     io_guard_.reset();
-    io = std::move(io_);
-    io_thread = std::move(io_thread_);
-    user_threads = std::move(user_threads_);
+    retired_.io = std::move(io_);
+    retired_.io_thread = std::move(io_thread_);
+    retired_.user_threads = std::move(user_threads_);
     processes = std::move(processes_);
   }
-  // Children first: threads of the node may be blocked waiting for them.
+  // Children first: threads (of this node or others) may be blocked waiting for them.
   for (auto& p : processes) p->kill();
-  if (io) {
-    io->stop();
-    if (io_thread.joinable()) io_thread.join();
-    io.reset();  // destroys pending coroutines (their futures report broken_promise)
-  }
-  for (auto& t : user_threads) t.request_stop();
-  user_threads.clear();  // joins
-  // Last: user threads may still have had run_blocking() calls in flight.
-  blocking.reset();
+  if (retired_.io) retired_.io->stop();
+  for (auto& t : retired_.user_threads) t.thread.request_stop();
 }
 
-std::size_t NodeRuntime::thread_count() const {
+void NodeRuntime::finish_shutdown() {
+  Retired retired;
+  {
+    std::lock_guard lock(mu_);
+    retired = std::move(retired_);
+  }
+  if (retired.io_thread.joinable()) retired.io_thread.join();
+  retired.io.reset();  // destroys pending coroutines (their futures report broken_promise)
+  retired.user_threads.clear();  // joins
+  // Last: user threads may still have had run_blocking() calls in flight. stop() drains and
+  // joins now, even if a caller still holds a reference to the worker.
+  if (retired.blocking) retired.blocking->stop();
+  retired.blocking.reset();
+}
+
+std::size_t NodeRuntime::thread_count() {
   std::lock_guard lock(mu_);
+  join_finished_user_threads();
   return (blocking_ ? 1 : 0) + (io_thread_.joinable() ? 1 : 0) + user_threads_.size();
 }
 

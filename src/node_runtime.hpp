@@ -54,21 +54,45 @@ class NodeRuntime {
 
   // Kills the node's children, stops the io_context, requests stop on and joins user threads,
   // stops the blocking worker. Idempotent; afterwards every call throws Error(kRemoved).
-  void shutdown();
-  std::size_t thread_count() const;
+  void shutdown() {
+    begin_shutdown();
+    finish_shutdown();
+  }
+  // The two halves of shutdown(), so a lab can stop every node before joining any: a thread of
+  // one node may be waiting for a process or coroutine of another.
+  //   begin: refuse new work, kill processes, stop the io_context, request stop on user threads.
+  //   finish: join the io thread and user threads, then the blocking worker.
+  void begin_shutdown();
+  void finish_shutdown();
+  // Live threads (finished user threads are joined and not counted).
+  std::size_t thread_count();
+  // True if the calling thread is one of this runtime's threads.
+  bool owns_current_thread() const;
 
  private:
-  WorkerThread& blocking_worker();
+  struct UserThread {
+    std::jthread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  struct Retired {
+    std::shared_ptr<WorkerThread> blocking;
+    std::unique_ptr<boost::asio::io_context> io;
+    std::thread io_thread;
+    std::vector<UserThread> user_threads;
+  };
+  void join_finished_user_threads();  // caller holds mu_
+  std::shared_ptr<WorkerThread> blocking_worker();
   void enter_namespace() const;
 
   NodeRuntimeConfig config_;
   mutable std::mutex mu_;
   bool shut_down_ = false;
-  std::unique_ptr<WorkerThread> blocking_;
+  std::shared_ptr<WorkerThread> blocking_;
   std::unique_ptr<boost::asio::io_context> io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> io_guard_;
   std::thread io_thread_;
-  std::vector<std::jthread> user_threads_;
+  std::vector<UserThread> user_threads_;
+  Retired retired_;  // what begin_shutdown() took away, for finish_shutdown() to join
   std::vector<std::shared_ptr<ProcessState>> processes_;
   std::vector<std::string> used_labels_;
   bool pidns_entered_ = false;  // touched only on the blocking worker

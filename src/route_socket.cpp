@@ -448,6 +448,17 @@ void RouteSocket::set_mtu(int ifindex, int mtu) {
   check(node_, what, run([&] { return nl_send_sync(sock_, msg.release()); }));
 }
 
+void RouteSocket::delete_link(int ifindex) {
+  const What what = [&] { return "delete " + link_label(sock_, ifindex) + " in " + quoted(node_); };
+  MsgPtr msg(nlmsg_alloc_simple(RTM_DELLINK, 0));
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  if (!msg || nlmsg_append(msg.get(), &ifi, sizeof ifi, NLMSG_ALIGNTO) < 0)
+    throw_nomem(node_, what);
+  check(node_, what, run([&] { return nl_send_sync(sock_, msg.release()); }));
+}
+
 namespace {
 
 void configure_new_link(const std::string& node, const What& what, rtnl_link* link,

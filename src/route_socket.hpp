@@ -80,6 +80,8 @@ class RouteSocket {
   int link_index(const std::string& name);
   void set_link_up(int ifindex, bool up);
   void set_mtu(int ifindex, int mtu);
+  // Deletes a link (for a veth, both ends go at once, wherever the peer lives).
+  void delete_link(int ifindex);
 
   // Creates a bridge in this namespace; returns its ifindex.
   int add_bridge(const std::string& name, const std::optional<MacAddress>& mac, bool up);

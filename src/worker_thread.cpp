@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include "patchbay/error.hpp"
+
 namespace patchbay::internal {
 
 void set_current_thread_name(const std::string& name) {
@@ -15,7 +17,7 @@ WorkerThread::WorkerThread(std::string name, std::function<void()> on_start)
   thread_ = std::thread([this, start = std::move(on_start)]() mutable { loop(std::move(start)); });
 }
 
-WorkerThread::~WorkerThread() {
+void WorkerThread::stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -33,6 +35,8 @@ void WorkerThread::call(const std::function<void()>& job) {
   bool done = false;
   {
     std::unique_lock lock(mu_);
+    if (stopping_)
+      throw Error(ErrorKind::kRemoved, name_, "worker thread '" + name_ + "' has stopped");
     jobs_.push_back(Job{&job, &error, &done});
     cv_.notify_all();
     cv_.wait(lock, [&] { return done; });

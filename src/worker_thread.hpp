@@ -24,7 +24,10 @@ class WorkerThread {
   // running but every call() rethrows that exception.
   explicit WorkerThread(std::string name, std::function<void()> on_start = {});
   // Finishes queued jobs, then joins.
-  ~WorkerThread();
+  ~WorkerThread() { stop(); }
+  // Finishes queued jobs and joins now; later call()s throw Error(kRemoved). Idempotent; must
+  // not be called from the worker itself.
+  void stop();
   WorkerThread(const WorkerThread&) = delete;
   WorkerThread& operator=(const WorkerThread&) = delete;
 

@@ -80,8 +80,8 @@ class TopologyTest : public LabTest {
     topology_.reset(new T{{lab()}});
   }
   void TearDown() override {
+    topology_.reset();  // its members may still use the lab
     LabTest::TearDown();
-    topology_.reset();
   }
   T& topo() { return *topology_; }
 

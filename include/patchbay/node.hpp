@@ -150,6 +150,8 @@ class Node {
   std::shared_ptr<internal::LabCore> core() const;  // throws Error(kRemoved) if the lab is gone
 
   friend class Lab;
+  friend class RouterBuilder;
+  friend class DeviceBuilder;
   std::weak_ptr<internal::LabCore> lab_;
   NodeId id_ = 0;
   std::string name_;
