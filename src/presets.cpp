@@ -109,4 +109,33 @@ std::ostream& operator<<(std::ostream& os, Firewall firewall) { return os << to_
 std::ostream& operator<<(std::ostream& os, IpSupport support) { return os << to_string(support); }
 std::ostream& operator<<(std::ostream& os, LanPool pool) { return os << to_string(pool); }
 
+std::string_view to_string(NatMapping mapping) {
+  switch (mapping) {
+    case NatMapping::EndpointIndependent:
+      return "endpoint_independent";
+    case NatMapping::AddressDependent:
+      return "address_dependent";
+    case NatMapping::AddressAndPortDependent:
+      return "address_and_port_dependent";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(NatFiltering filtering) {
+  switch (filtering) {
+    case NatFiltering::EndpointIndependent:
+      return "endpoint_independent";
+    case NatFiltering::AddressDependent:
+      return "address_dependent";
+    case NatFiltering::AddressAndPortDependent:
+      return "address_and_port_dependent";
+  }
+  return "unknown";
+}
+
+std::ostream& operator<<(std::ostream& os, NatMapping mapping) { return os << to_string(mapping); }
+std::ostream& operator<<(std::ostream& os, NatFiltering filtering) {
+  return os << to_string(filtering);
+}
+
 }  // namespace patchbay

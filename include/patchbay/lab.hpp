@@ -43,6 +43,8 @@ class DeviceBuilder;
 class Lab {
  public:
   explicit Lab(LabOptions options = {});
+  // Frees everything before returning: all nodes stop at once (processes killed, threads asked
+  // to stop), then threads are joined and namespaces closed. Handles then throw Error(kRemoved).
   ~Lab();
   Lab(Lab&&) noexcept;
   Lab& operator=(Lab&&) noexcept;
@@ -59,7 +61,8 @@ class Lab {
   Ix ix() const;
 
   // Tears down the node's namespace, threads and processes. A router can only be removed once
-  // no device or sub-router is attached to it.
+  // no device or sub-router is attached to it. Not allowed from code running inside the lab
+  // (the removal joins threads that may be waiting for the caller).
   void remove_device(const Device& device);
   void remove_router(const Router& router);
 

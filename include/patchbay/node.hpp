@@ -132,7 +132,8 @@ class Node {
   CommandResult run_command(const Command& command,
                             std::chrono::milliseconds timeout = std::chrono::seconds(60)) const;
 
-  // The node's io_context; its thread starts on first use.
+  // The node's io_context; its thread starts on first use. The reference is valid only while
+  // the node exists: keep timers and sockets bound to it inside coroutines started by spawn().
   boost::asio::io_context& io_context() const;
 
   // Snapshots of the node's interfaces.

@@ -31,6 +31,20 @@ enum class LanPool {
   Carrier,  // 100.64.N.0/24 (RFC 6598 shared space), fd10:0:0:N::/64
 };
 
+// RFC 4787 behaviour classes, as configured on a NAT or as classified by a probe.
+// Mapping: when does an internal ip:port get a new external port?
+enum class NatMapping {
+  EndpointIndependent,      // never: one external port for every destination (EIM)
+  AddressDependent,         // per destination IP (ADM)
+  AddressAndPortDependent,  // per destination ip:port ("symmetric", EDM)
+};
+// Filtering: who may send to an existing mapping?
+enum class NatFiltering {
+  EndpointIndependent,      // anyone (EIF)
+  AddressDependent,         // IPs the inside host has sent to (ADF)
+  AddressAndPortDependent,  // exactly the ip:ports it has sent to (APDF)
+};
+
 enum class RouterPreset { Home, Public, PublicV4, IspCgnat, Corporate, Hotel, Cloud };
 
 // The five fields a preset sets.
@@ -55,6 +69,9 @@ std::string_view to_string(Nat nat);
 std::string_view to_string(Firewall firewall);
 std::string_view to_string(IpSupport support);
 std::string_view to_string(LanPool pool);
+// "endpoint_independent", "address_dependent", "address_and_port_dependent"
+std::string_view to_string(NatMapping mapping);
+std::string_view to_string(NatFiltering filtering);
 
 // Stream the names above, so GoogleTest prints "Home" instead of "4-byte object <00-00 00-00>".
 std::ostream& operator<<(std::ostream& os, RouterPreset preset);
@@ -62,6 +79,8 @@ std::ostream& operator<<(std::ostream& os, Nat nat);
 std::ostream& operator<<(std::ostream& os, Firewall firewall);
 std::ostream& operator<<(std::ostream& os, IpSupport support);
 std::ostream& operator<<(std::ostream& os, LanPool pool);
+std::ostream& operator<<(std::ostream& os, NatMapping mapping);
+std::ostream& operator<<(std::ostream& os, NatFiltering filtering);
 
 inline bool has_v4(IpSupport s) { return s != IpSupport::V6Only; }
 inline bool has_v6(IpSupport s) { return s != IpSupport::V4Only; }
