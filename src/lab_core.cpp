@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "conntrack.hpp"
 #include "names.hpp"
 #include "netns.hpp"
 #include "patchbay/error.hpp"
@@ -80,6 +81,26 @@ std::vector<DeviceIfaceRecord>::iterator find_iface(NodeRecord& dev, const std::
   if (it == ifaces.end()) throw Error(ErrorKind::kNotFound, dev.name + "/" + name, message);
   return it;
 }
+
+// Scope guard: the control thread hops into a node's namespace and must always come back to the
+// lab root, where it creates the next namespaces. Never throws (it runs during unwinding).
+class ReturnToRoot {
+ public:
+  explicit ReturnToRoot(int root_fd) : fd_(root_fd) {}
+  ~ReturnToRoot() {
+    try {
+      enter_netns(fd_, "lab root");
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "patchbay: control thread cannot return to the lab root: %s\n",
+                   e.what());
+    }
+  }
+  ReturnToRoot(const ReturnToRoot&) = delete;
+  ReturnToRoot& operator=(const ReturnToRoot&) = delete;
+
+ private:
+  int fd_;
+};
 
 }  // namespace
 
@@ -240,17 +261,7 @@ int LabCore::pid_namespace_fd() {
 void LabCore::create_node_namespace(NodeRecord& rec, bool forwarding_v4, bool forwarding_v6) {
   NodeRecord& root = record(kIxId);
   // Whatever happens next, the control thread goes back home to the lab root.
-  struct ReturnHome {
-    int fd;
-    ~ReturnHome() {
-      try {
-        enter_netns(fd, "lab root");
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "patchbay: control thread cannot return to the lab root: %s\n",
-                     e.what());
-      }
-    }
-  } home{root.netns.get()};
+  ReturnToRoot home(root.netns.get());
   rec.netns = create_netns_on_this_thread(rec.name);
   rec.netns_inode = netns_inode(rec.netns.get());
   if (!options_.ipv6_dad) disable_dad_sysctls(rec.name);
@@ -879,6 +890,45 @@ void LabCore::set_link(NodeId device, const std::string& iface, bool up) {
     }
     // The kernel drops routes through a downed link; bring the default back with the link.
     if (up && iface == dev.device->default_iface) install_default_routes(dev, *it);
+  });
+}
+
+void LabCore::set_router_rules(NodeId router, std::optional<Nat> nat,
+                               std::optional<Firewall> firewall) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    NodeRecord& rec = record(router);
+    if (!rec.router)
+      throw Error(ErrorKind::kNotFound, rec.name, "'" + rec.name + "' is not a router");
+    RouterData& d = *rec.router;
+    Nat new_nat = nat.value_or(d.nat);
+    if (new_nat != Nat::None && !d.wan_v4) {
+      throw Error(ErrorKind::kInvalidArgument, rec.name,
+                  "router '" + rec.name + "' has no IPv4 uplink address to NAT to");
+    }
+    RouterRules rules;
+    rules.wan_ifname = d.wan_name;
+    rules.lan_ifname = kLanBridge;
+    if (d.wan_v4) rules.wan_ipv4 = d.wan_v4->address;
+    rules.nat = new_nat;
+    rules.firewall = firewall.value_or(d.firewall);
+    rec.nft->apply(rules);  // atomic replace; on failure the old rules stay and so does `d`
+    d.nat = rules.nat;
+    d.firewall = rules.firewall;
+  });
+}
+
+void LabCore::flush_nat_state(NodeId router) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    NodeRecord& rec = record(router);
+    if (!rec.router)
+      throw Error(ErrorKind::kNotFound, rec.name, "'" + rec.name + "' is not a router");
+    // ctnetlink works on the namespace of the socket, so open it from inside the router.
+    NodeRecord& root = record(kIxId);
+    ReturnToRoot home(root.netns.get());
+    enter_netns(rec.netns.get(), rec.name);
+    flush_conntrack(rec.name);
   });
 }
 

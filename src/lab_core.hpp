@@ -125,6 +125,8 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   std::string describe_kernel_state(NodeId id);
 
   void set_link(NodeId device, const std::string& iface, bool up);
+  void set_router_rules(NodeId router, std::optional<Nat> nat, std::optional<Firewall> firewall);
+  void flush_nat_state(NodeId router);
   void set_default_route(NodeId device, const std::string& iface);
 
   std::string state_json() const;

@@ -100,6 +100,11 @@ std::optional<Ipv6Address> Router::lan_gateway6() const {
   return d.hosts_v6 ? std::optional(d.hosts_v6->gateway_v6()) : std::nullopt;
 }
 std::string Router::uplink_iface() const { return core()->router_data(id_).wan_name; }
+void Router::set_nat(Nat nat) const { core()->set_router_rules(id_, nat, std::nullopt); }
+void Router::set_firewall(Firewall firewall) const {
+  core()->set_router_rules(id_, std::nullopt, firewall);
+}
+void Router::flush_nat_state() const { core()->flush_nat_state(id_); }
 
 Interface Device::default_iface() const {
   auto ifaces = interfaces();

@@ -181,6 +181,15 @@ class Router : public Node {
   // Name of the uplink interface inside the router: "ix" or "wan".
   std::string uplink_iface() const;
 
+  // Replace the NAT or the firewall of the running router: one atomic nftables transaction, so
+  // there is no moment without rules. Existing connections keep their conntrack state (as on a
+  // real router); flush_nat_state() drops it.
+  void set_nat(Nat nat) const;
+  void set_firewall(Firewall firewall) const;
+  // Deletes every conntrack entry of this router (IPv4 and IPv6) over ctnetlink: all NAT
+  // mappings and firewall state; the next packet of every flow is treated as new.
+  void flush_nat_state() const;
+
   Router(std::weak_ptr<internal::LabCore> lab, NodeId id, std::string name)
       : Node(std::move(lab), id, std::move(name), NodeKind::Router) {}
 };
