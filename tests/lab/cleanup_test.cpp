@@ -20,11 +20,14 @@
 #include <thread>
 
 #include "patchbay/gtest.hpp"
+#include "process_watch.hpp"
 #include "traffic.hpp"
 
 extern char** environ;
 
 namespace {
+
+using patchbay_test::wait_gone;
 
 using patchbay::Device;
 using patchbay::Lab;
@@ -86,22 +89,7 @@ ino_t netns_of(pid_t pid) {
   return st.st_ino;
 }
 
-// Waits until `pid` has exited (pidfd becomes readable) or the deadline passes.
-bool wait_gone(pid_t pid, std::chrono::milliseconds deadline) {
-  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) return errno == ESRCH;
-  pollfd p{fd, POLLIN, 0};
-  int rc = ::poll(&p, 1, static_cast<int>(deadline.count()));
-  ::close(fd);
-  return rc == 1;
-}
-
-class CleanupTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (auto reason = patchbay::testing::lab_unavailable_reason()) GTEST_SKIP() << *reason;
-  }
-};
+class CleanupTest : public patchbay_test::NeedsLabs {};
 
 TEST_F(CleanupTest, DestroyingALabFreesNamespacesThreadsAndProcesses) {
   std::set<ino_t> netns_before = held_netns();

@@ -11,9 +11,12 @@
 #include <thread>
 
 #include "patchbay/gtest.hpp"
+#include "process_watch.hpp"
 #include "traffic.hpp"
 
 namespace {
+
+using patchbay_test::wait_gone;
 
 using patchbay::Device;
 using patchbay::Error;
@@ -23,21 +26,7 @@ using patchbay::Router;
 using patchbay::RouterPreset;
 using ::testing::HasSubstr;
 
-bool wait_gone(pid_t pid, std::chrono::milliseconds deadline) {
-  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) return errno == ESRCH;
-  pollfd p{fd, POLLIN, 0};
-  int rc = ::poll(&p, 1, static_cast<int>(deadline.count()));
-  ::close(fd);
-  return rc == 1;
-}
-
-class RobustnessTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (auto reason = patchbay::testing::lab_unavailable_reason()) GTEST_SKIP() << *reason;
-  }
-};
+class RobustnessTest : public patchbay_test::NeedsLabs {};
 
 TEST_F(RobustnessTest, LabDestroyedWhileAnotherThreadRunsCodeInItTearsDownCompletely) {
   int threads_before = patchbay::current_thread_count();
