@@ -16,6 +16,7 @@
 #include "patchbay/bootstrap.hpp"
 #include "patchbay/error.hpp"
 #include "patchbay/lab.hpp"
+#include "patchbay/nat_probe.hpp"
 #include "patchbay/node.hpp"
 #include "patchbay/presets.hpp"
 #include "patchbay/process.hpp"
