@@ -82,6 +82,35 @@ std::vector<DeviceIfaceRecord>::iterator find_iface(NodeRecord& dev, const std::
   return it;
 }
 
+// Private lab directories are named patchbay-lab-<pid namespace inode>-<pid>-XXXXXX, so a lab
+// can recognise directories left by a test process that died without running destructors (for
+// example by SIGKILL) and remove them: same PID namespace, and that PID no longer exists.
+std::string temp_dir_prefix(pid_t pid) {
+  struct stat st {};
+  ino_t pidns = ::stat("/proc/self/ns/pid", &st) == 0 ? st.st_ino : 0;
+  return "patchbay-lab-" + std::to_string(pidns) + "-" + std::to_string(pid) + "-";
+}
+
+void sweep_dead_labs_temp_dirs() {
+  std::error_code ec;
+  const std::string ours = temp_dir_prefix(0);                    // "patchbay-lab-<ns>-0-"
+  const std::string ns_prefix = ours.substr(0, ours.size() - 2);  // "patchbay-lab-<ns>-"
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(ns_prefix, 0) != 0) continue;
+    const std::string rest = name.substr(ns_prefix.size());
+    const auto dash = rest.find('-');
+    if (dash == std::string::npos || rest.find_first_not_of("0123456789") != dash) continue;
+    const pid_t owner = static_cast<pid_t>(std::stol(rest.substr(0, dash)));
+    if (owner <= 0 || owner == ::getpid()) continue;
+    if (::kill(owner, 0) == -1 && errno == ESRCH) {
+      std::error_code ignored;
+      std::filesystem::remove_all(entry.path(), ignored);
+    }
+  }
+}
+
 // Scope guard: the control thread hops into a node's namespace and must always come back to the
 // lab root, where it creates the next namespaces. Never throws (it runs during unwinding).
 class ReturnToRoot {
@@ -107,7 +136,10 @@ class ReturnToRoot {
 LabCore::LabCore(LabOptions options) : options_(std::move(options)) {
   unsigned seq = g_lab_sequence++;
   if (options_.outdir.empty()) {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "patchbay-lab-XXXXXX").string();
+    sweep_dead_labs_temp_dirs();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / (temp_dir_prefix(::getpid()) + "XXXXXX"))
+            .string();
     if (::mkdtemp(tmpl.data()) == nullptr) {
       throw Error(ErrorKind::kKernel, "outdir", "cannot create a temporary lab directory", errno);
     }

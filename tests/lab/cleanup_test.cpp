@@ -189,7 +189,8 @@ TEST(CleanupChild, HoldLabUntilKilled) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));  // condition wait with a deadline
   }
   std::ostringstream report;
-  report << sleeper.pid() << " " << shell.pid() << " " << netns_of(sleeper.pid()) << "\n";
+  report << sleeper.pid() << " " << shell.pid() << " " << netns_of(sleeper.pid()) << " "
+         << lab.outdir().string() << "\n";
   std::string text = report.str();
   int fd = std::atoi(fd_text);
   ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
@@ -219,7 +220,8 @@ TEST_F(CleanupTest, SigkilledTestProcessLeavesNothingBehind) {
   ::close(pipefd[0]);
   pid_t sleeper = 0, shell = 0;
   ino_t node_netns = 0;
-  std::istringstream(buf) >> sleeper >> shell >> node_netns;
+  std::string victim_outdir;
+  std::istringstream(buf) >> sleeper >> shell >> node_netns >> victim_outdir;
   ASSERT_GT(sleeper, 0);
   ASSERT_NE(node_netns, 0u);
   auto grandchildren =
@@ -238,6 +240,12 @@ TEST_F(CleanupTest, SigkilledTestProcessLeavesNothingBehind) {
   auto in_lab = processes_where(
       [node_netns](pid_t pid, const std::string&) { return netns_of(pid) == node_netns; });
   EXPECT_THAT(in_lab, ::testing::IsEmpty());
+
+  // The victim's private directory could not be removed by the dead process; the next lab
+  // started on this machine removes it.
+  ASSERT_FALSE(victim_outdir.empty());
+  { Lab next; }
+  EXPECT_FALSE(std::filesystem::exists(victim_outdir)) << victim_outdir;
 }
 
 }  // namespace
