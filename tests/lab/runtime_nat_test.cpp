@@ -18,25 +18,6 @@ using patchbay::Router;
 using patchbay::RouterPreset;
 using namespace patchbay_test;
 
-// Answers every UDP datagram on `port` with "OBSERVED ip:port" until the lab goes away.
-void start_udp_reflector(const Device& server, unsigned short port) {
-  auto listening = std::make_shared<std::promise<void>>();
-  auto ready = listening->get_future();
-  (void)server.spawn([listening, port]() -> asio::awaitable<void> {
-    udp::socket s(co_await asio::this_coro::executor, {udp::v4(), port});
-    listening->set_value();
-    for (;;) {
-      char buf[64];
-      udp::endpoint from;
-      co_await s.async_receive_from(asio::buffer(buf), from, asio::use_awaitable);
-      std::string reply =
-          "OBSERVED " + from.address().to_string() + ":" + std::to_string(from.port());
-      co_await s.async_send_to(asio::buffer(reply), from, asio::use_awaitable);
-    }
-  });
-  ready.get();
-}
-
 // A UDP socket created inside `node` (so it lives in its namespace), bound to `local_port`.
 struct ClientSocket {
   int fd = -1;
@@ -109,7 +90,7 @@ TEST_F(RuntimeNatTest, ExistingFlowsKeepTheirMappingUntilFlushed) {
   Router home = lab().add_router("home").preset(RouterPreset::Home).build();
   Device server = lab().add_device("server").iface("eth0", dc).build();
   Device pc = lab().add_device("pc").iface("eth0", home).build();
-  start_udp_reflector(server, 3478);
+  auto reflector = patchbay::UdpReflector::start(server, 3478);
   auto client = bind_client(pc, 40000);
   std::string wan = home.uplink_ip()->to_string();
   std::string srv = server.ip()->to_string();
