@@ -3,16 +3,25 @@
 //   Lab100       — 10 public routers, 10 NAT routers behind them, 80 devices, create + destroy
 //   RawFloor100  — the same kernel work done with bare netlink calls on one thread (no
 //                  bookkeeping, no validation): Lab100 / RawFloor100 is the library's overhead.
-// Each measured iteration is one create + destroy. The kernel frees namespaces asynchronously
-// (cleanup_net, with RCU grace periods) after we close the last fd, and that work stalls the
-// next namespace creation now and then. By default every iteration therefore starts on a settled
-// kernel (a paused 300 ms wait after it), and reports the median over repetitions; the
-// "/back_to_back" variants skip the wait to show the steady-state throughput a test suite sees.
+//   NatApply      — NftSocket::install of a Home NAT ruleset into a fresh router namespace
+//   NatModeSwitch — NftSocket::apply switching a live router between Home and Corporate NAT
+// Each measured iteration of the lab benchmarks is one create + destroy. The kernel frees
+// namespaces asynchronously (cleanup_net, with RCU grace periods) after we close the last fd, and
+// that work stalls the next namespace creation now and then. By default every iteration
+// therefore starts on a settled kernel (a paused wait after it), and reports the median over
+// repetitions; the "/back_to_back" variants skip the wait to show the steady-state throughput a
+// test suite sees.
+// The Nat* benchmarks time only the nftables call (manual timing, on the thread inside the
+// namespace); namespaces are made and dropped outside the timed region. Besides the mean wall
+// time they report the median wall and CPU time of each repetition's calls (docs/performance.md).
 #include <benchmark/benchmark.h>
+#include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -152,12 +161,116 @@ void RawFloor100(benchmark::State& state) {
           rules.wan_ifname = "eth0";
           rules.lan_ifname = "br-lan";
           rules.wan_ipv4 = boost::asio::ip::make_address_v4(net + "2");
-          rules.nat = patchbay::Nat::Home;
+          rules.nat = patchbay::NatConfig::preset(patchbay::Nat::Home);
           n.nft->apply(rules);
         }
       }
     });
   });
+}
+
+// The ruleset of a Home router as the lab builds it (eth0 uplink, br-lan LAN).
+patchbay::internal::RouterRules nat_rules(patchbay::Nat nat) {
+  patchbay::internal::RouterRules rules;
+  rules.wan_ifname = "eth0";
+  rules.lan_ifname = "br-lan";
+  rules.wan_ipv4 = boost::asio::ip::make_address_v4("198.18.0.2");
+  rules.lan_v4 = patchbay::Ipv4Net{boost::asio::ip::make_address_v4("10.0.1.0"), 24};
+  rules.nat = patchbay::NatConfig::preset(nat);
+  rules.firewall = patchbay::FirewallConfig::preset(patchbay::Firewall::BlockInbound);
+  return rules;
+}
+
+// Wall and CPU time of one timed call, in seconds. The kernel handles an nftables batch inside
+// sendmsg(), so the calling thread's CPU time covers the kernel's work as well; wall time minus
+// CPU time is waiting (for other processes on a loaded machine, or for locks).
+struct Sample {
+  double wall = 0;
+  double cpu = 0;
+};
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+template <class F>
+Sample time_call(F op) {
+  const double cpu_start = thread_cpu_seconds();
+  const auto start = std::chrono::steady_clock::now();
+  op();
+  const auto end = std::chrono::steady_clock::now();
+  return {std::chrono::duration<double>(end - start).count(), thread_cpu_seconds() - cpu_start};
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+// Reports each iteration's wall time as measured by `timed_op`, plus the medians of the wall and
+// CPU times of the repetition's iterations and the CPU mean (counters "median_us",
+// "cpu_median_us", "cpu_mean_us"; the benchmark's own time is the wall mean).
+template <class F>
+void measure_manually(benchmark::State& state, F timed_op) {
+  std::vector<double> wall;
+  std::vector<double> cpu;
+  for (auto _ : state) {
+    const Sample s = timed_op();
+    state.SetIterationTime(s.wall);
+    wall.push_back(s.wall);
+    cpu.push_back(s.cpu);
+  }
+  state.counters["median_us"] = median(wall) * 1e6;
+  state.counters["cpu_median_us"] = median(cpu) * 1e6;
+  double cpu_total = 0;
+  for (double c : cpu) cpu_total += c;
+  state.counters["cpu_mean_us"] =
+      cpu.empty() ? 0 : cpu_total / static_cast<double>(cpu.size()) * 1e6;
+}
+
+void NatApply(benchmark::State& state) {
+  using namespace patchbay::internal;
+  const RouterRules rules = nat_rules(patchbay::Nat::Home);
+  WorkerThread worker("nat-apply");
+  measure_manually(state, [&] {
+    return worker.invoke([&] {
+      // A fresh router namespace per iteration, like a router being built.
+      UniqueFd ns = create_netns_on_this_thread("nat-apply");
+      NftSocket nft = NftSocket::open_in_current_netns("nat-apply");
+      return time_call([&] { nft.install(rules); });
+    });
+  });
+}
+
+void NatModeSwitch(benchmark::State& state) {
+  using namespace patchbay::internal;
+  const RouterRules home = nat_rules(patchbay::Nat::Home);
+  const RouterRules corporate = nat_rules(patchbay::Nat::Corporate);
+  UniqueFd ns;
+  WorkerThread worker("nat-switch", [&] { ns = create_netns_on_this_thread("nat-switch"); });
+  std::optional<NftSocket> nft;
+  worker.call([&] {
+    nft.emplace(NftSocket::open_in_current_netns("nat-switch"));
+    nft->install(home);
+  });
+  bool to_corporate = true;
+  measure_manually(state, [&] {
+    const RouterRules& next = to_corporate ? corporate : home;
+    to_corporate = !to_corporate;
+    return worker.invoke([&] { return time_call([&] { nft->apply(next); }); });
+  });
+  worker.call([&] { nft.reset(); });
+}
+
+// Many iterations per repetition (each a single nft batch), timed manually.
+void register_nat_benchmark(const char* name, void (*fn)(benchmark::State&), int iterations) {
+  benchmark::RegisterBenchmark(name, fn)
+      ->Iterations(iterations)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
 }
 
 }  // namespace
@@ -171,6 +284,8 @@ int main(int argc, char** argv) {
   register_lab_benchmark("CanonicalLab", CanonicalLab, 30, 500);
   register_lab_benchmark("Lab100", Lab100, 10, 2000);
   register_lab_benchmark("RawFloor100", RawFloor100, 10, 2000);
+  register_nat_benchmark("NatApply", NatApply, 200);
+  register_nat_benchmark("NatModeSwitch", NatModeSwitch, 200);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -156,6 +156,30 @@ Ipv6Net AddressPlan::next_lan_v6(LanPool pool) {
   throw Error(ErrorKind::kInvalidArgument, "", "unknown LAN pool");
 }
 
+Ipv6Net AddressPlan::nptv6_pool() { return {v6_with_groups(0x2001, 0x0db8, 0xff00, 0, 0), 48}; }
+
+Ipv6Net AddressPlan::next_nptv6() {
+  // Every subnet below the counter is in use or released, so the lowest released one is the
+  // lowest free one. Subnet 0 stays unused, as in the LAN pools.
+  std::uint32_t n = 0;
+  if (!nptv6_free_.empty()) {
+    n = *nptv6_free_.begin();
+    nptv6_free_.erase(nptv6_free_.begin());
+  } else {
+    if (nptv6_next_ > kV6SubnetMax) throw exhausted("NPTv6 prefix");
+    n = nptv6_next_++;
+  }
+  return {v6_with_groups(0x2001, 0x0db8, 0xff00, static_cast<std::uint16_t>(n), 0), 64};
+}
+
+void AddressPlan::release_nptv6(const Ipv6Net& prefix) {
+  if (prefix.prefix_len != 64 || !nptv6_pool().contains(prefix.address)) return;
+  const Bytes6 bytes = prefix.address.to_bytes();
+  const std::uint32_t n = (std::uint32_t{bytes[6]} << 8) | bytes[7];
+  if (n == 0 || n >= nptv6_next_) return;  // never handed out
+  nptv6_free_.insert(n);
+}
+
 LanHosts::LanHosts(std::string lan_name, Ipv4Net v4, std::uint32_t first_offset)
     : name_(std::move(lan_name)) {
   if (v4.prefix_len > 30) {

@@ -7,11 +7,13 @@
 //             2001:db8:1:N::/64
 //   Private:  10.0.1.0/24 .. 10.255.255.0/24 (never wraps); fd10:0:0:N::/64
 //   Carrier:  100.64.0.0/10 in /24s from 100.64.1.0; fd10:0:0:N::/64 (shared ULA counter)
+//   NPTv6:    2001:db8:ff00:N::/64, the outside prefixes of NPTv6 routers (reusable)
 // (198.18.16.0/20 and above stay free for regions.)
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "patchbay/addresses.hpp"
@@ -35,6 +37,15 @@ class AddressPlan {
   Ipv4Net next_lan_v4(LanPool pool);
   Ipv6Net next_lan_v6(LanPool pool);
 
+  // NPTv6 outside prefixes come from a pool of their own (2001:db8:ff00::/48), so they can
+  // never equal a LAN, the IX, or a prefix derived from some router's uplink address.
+  static Ipv6Net nptv6_pool();
+  // The lowest free /64 of the pool (2001:db8:ff00:1::/64 first). Throws Error(kInvalidArgument)
+  // "NPTv6 prefix pool exhausted" when all 65535 are taken.
+  Ipv6Net next_nptv6();
+  // Gives a prefix from next_nptv6() back (a removed router's); unknown prefixes are ignored.
+  void release_nptv6(const Ipv6Net& prefix);
+
  private:
   std::uint32_t ix_v4_next_ = 10;
   std::uint32_t ix_v6_next_ = 0x10;
@@ -43,6 +54,10 @@ class AddressPlan {
   std::uint32_t carrier_v4_next_ = 0;
   std::uint32_t public_v6_next_ = 1;
   std::uint32_t private_v6_next_ = 1;
+  // Unlike LAN prefixes, NPTv6 prefixes are reused: they appear only in routes and in the
+  // translation, both of which go away with their router.
+  std::uint32_t nptv6_next_ = 1;
+  std::set<std::uint32_t> nptv6_free_;  // released, below nptv6_next_
 };
 
 // Hands out host addresses of one LAN: gateway = first host, then hosts from `first_offset`,

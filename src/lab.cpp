@@ -110,10 +110,29 @@ RouterBuilder& RouterBuilder::preset(RouterPreset p) {
 }
 RouterBuilder& RouterBuilder::nat(Nat n) {
   spec_.nat = n;
+  spec_.nat_config.reset();
   return *this;
 }
+RouterBuilder& RouterBuilder::nat(const NatConfig& config) {
+  spec_.nat = Nat::Custom;
+  spec_.nat_config = config;
+  return *this;
+}
+
+RouterBuilder& RouterBuilder::nat_v6(NatV6Mode mode) {
+  spec_.nat_v6 = mode;
+  return *this;
+}
+
+RouterBuilder& RouterBuilder::firewall(const FirewallConfig& config) {
+  spec_.firewall = Firewall::Custom;
+  spec_.firewall_config = config;
+  return *this;
+}
+
 RouterBuilder& RouterBuilder::firewall(Firewall f) {
   spec_.firewall = f;
+  spec_.firewall_config.reset();
   return *this;
 }
 RouterBuilder& RouterBuilder::ip_support(IpSupport s) {

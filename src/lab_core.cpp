@@ -58,15 +58,15 @@ void disable_dad_sysctls(const std::string& node) {
 // A veth end that comes up gets its carrier at once but its queueing discipline only when the
 // kernel's link-watch work runs; until then packets are dropped. Return once both are done, so
 // the first packet after link_up() is not lost.
+// Linkwatch needs the RTNL lock, which namespace teardown elsewhere (other labs, other test
+// processes) can hold for seconds on a loaded machine: hence the generous deadline.
 void wait_until_oper_up(RouteSocket& rs, const std::string& ifname) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
-    for (const LinkInfo& l : rs.list_links()) {
-      if (l.name == ifname && l.oper_up) return;
-    }
+    if (rs.link_oper_up(ifname)) return;
     if (std::chrono::steady_clock::now() > deadline) {
       throw Error(ErrorKind::kTimeout, rs.node() + "/" + ifname,
-                  "link '" + ifname + "' in '" + rs.node() + "' did not come up within 3 s");
+                  "link '" + ifname + "' in '" + rs.node() + "' did not come up within 10 s");
     }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
@@ -130,6 +130,162 @@ class ReturnToRoot {
  private:
   int fd_;
 };
+
+// The behaviour a NAT choice stands for: nullopt for None, the given config for Custom.
+std::optional<NatConfig> resolve_nat(Nat nat, const std::optional<NatConfig>& custom,
+                                     const std::string& node) {
+  if (nat == Nat::None) return std::nullopt;
+  if (nat != Nat::Custom) return NatConfig::preset(nat);
+  if (!custom) {
+    throw Error(ErrorKind::kInvalidArgument, node,
+                "router '" + node + "': Nat::Custom needs a NatConfig (pass one to nat())");
+  }
+  auto check = [&](std::chrono::seconds value, const char* field) {
+    if (value.count() < 1 || value.count() > 365L * 24 * 3600) {
+      throw Error(ErrorKind::kInvalidArgument, node,
+                  "router '" + node + "': NAT timeout " + field + " = " +
+                      std::to_string(value.count()) + " s is outside 1 s .. 1 year");
+    }
+  };
+  check(custom->timeouts.udp, "udp");
+  check(custom->timeouts.udp_stream, "udp_stream");
+  check(custom->timeouts.tcp_established, "tcp_established");
+  return custom;
+}
+
+std::optional<FirewallConfig> resolve_firewall(Firewall firewall,
+                                               const std::optional<FirewallConfig>& custom,
+                                               const std::string& node) {
+  if (firewall == Firewall::None) return std::nullopt;
+  if (firewall != Firewall::Custom) return FirewallConfig::preset(firewall);
+  if (!custom) {
+    throw Error(
+        ErrorKind::kInvalidArgument, node,
+        "router '" + node + "': Firewall::Custom needs a FirewallConfig (pass one to firewall())");
+  }
+  // Before any kernel change, so a bad hand-made config leaves the router as it was.
+  try {
+    custom->validate();
+  } catch (const Error& e) {
+    throw Error(ErrorKind::kInvalidArgument, node, "router '" + node + "': " + e.what());
+  }
+  return custom;
+}
+
+RouterRules rules_for(const RouterData& d) {
+  RouterRules rules;
+  rules.wan_ifname = d.wan_name;
+  rules.lan_ifname = kLanBridge;
+  if (d.wan_v4) rules.wan_ipv4 = d.wan_v4->address;
+  rules.lan_v4 = d.lan_v4;
+  rules.nat = d.nat_config;
+  rules.firewall = d.firewall_config;
+  rules.nat6.mode = d.nat_v6;
+  rules.nat6.lan = d.lan_v6;
+  rules.nat6.external = d.nptv6_prefix;
+  return rules;
+}
+
+// IPv6 translation needs a LAN prefix to translate and an uplink address to translate to.
+// `asked` is the ip_support the user chose (a router below a v4-only one ends up v4-only).
+void require_ipv6_for_nat_v6(const RouterData& d, const std::string& node, IpSupport asked,
+                             const std::string& upstream) {
+  if (d.nat_v6 == NatV6Mode::None || (d.wan_v6 && d.lan_v6)) return;
+  const std::string why = has_v6(asked) && !upstream.empty()
+                              ? "upstream router '" + upstream + "' has no IPv6"
+                              : "ip_support is " + std::string(to_string(asked));
+  throw Error(ErrorKind::kInvalidArgument, node,
+              "router '" + node + "': nat_v6 " + std::string(to_string(d.nat_v6)) +
+                  " needs IPv6 on the uplink and the LAN (" + why + ")");
+}
+
+// The prefix by which the rest of the lab reaches this router's IPv6 LAN, if any: the LAN itself
+// when it is routed unchanged, the outside prefix with NPTv6. Behind NAT66 masquerade the LAN
+// is hidden; replies come back to the uplink address through conntrack.
+std::optional<IpPrefix> routed_v6_prefix(const RouterData& d) {
+  if (!d.lan_v6 || !d.wan_v6) return std::nullopt;
+  switch (d.nat_v6) {
+    case NatV6Mode::None:
+      return prefix(*d.lan_v6);
+    case NatV6Mode::Nptv6:
+      if (d.nptv6_prefix) return prefix(*d.nptv6_prefix);
+      return std::nullopt;
+    case NatV6Mode::Masquerade:
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+bool same_prefix(const std::optional<IpPrefix>& a, const std::optional<IpPrefix>& b) {
+  if (!a || !b) return !a && !b;
+  return a->address == b->address && a->prefix_len == b->prefix_len;
+}
+
+// The return routes for `dst`, a prefix behind the router described by `d`: one in every
+// ancestor namespace up to and including the lab root, each via the uplink address of the next
+// router down the path (sub-routers' parents are routers, whose own parents need the route
+// too). The walk ends at an ancestor that has no uplink address of the family.
+template <class Lookup>
+std::vector<RouterData::ForeignRoute> return_path(const RouterData& d, const IpPrefix& dst, bool v6,
+                                                  Lookup&& record) {
+  std::vector<RouterData::ForeignRoute> out;
+  std::optional<NodeId> ancestor = d.upstream;
+  boost::asio::ip::address via = v6 ? boost::asio::ip::address(d.wan_v6->address)
+                                    : boost::asio::ip::address(d.wan_v4->address);
+  for (;;) {
+    NodeRecord& owner = record(ancestor.value_or(kIxId));
+    out.push_back({owner.id, dst, via});
+    if (!ancestor) break;
+    const RouterData& a = *owner.router;
+    if (v6 ? !a.wan_v6 : !a.wan_v4) break;
+    via = v6 ? boost::asio::ip::address(a.wan_v6->address)
+             : boost::asio::ip::address(a.wan_v4->address);
+    ancestor = a.upstream;
+  }
+  return out;
+}
+
+// Best effort: a route may already be gone with its interface, and nothing depends on it.
+template <class Lookup>
+void delete_routes_quietly(const std::vector<RouterData::ForeignRoute>& routes, Lookup&& record) {
+  for (const auto& r : routes) {
+    try {
+      record(r.ns_owner).rtnl->delete_route(r.dst, r.via);
+    } catch (...) {
+    }
+  }
+}
+
+// All of `routes` or, if one fails, none of them (the error is rethrown).
+template <class Lookup>
+void add_routes_or_none(const std::vector<RouterData::ForeignRoute>& routes, Lookup&& record) {
+  std::vector<RouterData::ForeignRoute> added;
+  try {
+    for (const auto& r : routes) {
+      record(r.ns_owner).rtnl->add_route(r.dst, r.via);
+      added.push_back(r);
+    }
+  } catch (...) {
+    delete_routes_quietly(added, record);
+    throw;
+  }
+}
+
+// Conntrack timeouts are per network namespace, i.e. per router: the NAT's, or the kernel's
+// defaults once the router has no NAT.
+void write_conntrack_timeouts(int root_netns, int router_netns, const std::string& node,
+                              const std::optional<NatConfig>& nat) {
+  using std::chrono::seconds;
+  const NatTimeouts t =
+      nat ? nat->timeouts : NatTimeouts{seconds(30), seconds(120), seconds(432000)};
+  ReturnToRoot home(root_netns);
+  enter_netns(router_netns, node);
+  write_sysctl("net/netfilter/nf_conntrack_udp_timeout", std::to_string(t.udp.count()), node);
+  write_sysctl("net/netfilter/nf_conntrack_udp_timeout_stream",
+               std::to_string(t.udp_stream.count()), node);
+  write_sysctl("net/netfilter/nf_conntrack_tcp_timeout_established",
+               std::to_string(t.tcp_established.count()), node);
+}
 
 }  // namespace
 
@@ -320,7 +476,10 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
     if (spec.preset) base = preset_values(*spec.preset);
     RouterData data;
     data.nat = spec.nat.value_or(base.nat);
+    data.nat_config = resolve_nat(data.nat, spec.nat_config, spec.name);
+    data.nat_v6 = spec.nat_v6.value_or(NatV6Mode::None);
     data.firewall = spec.firewall.value_or(base.firewall);
+    data.firewall_config = resolve_firewall(data.firewall, spec.firewall_config, spec.name);
     data.ip_support = spec.ip_support.value_or(base.ip_support);
     if (spec.pool) {
       data.pool = *spec.pool;
@@ -422,6 +581,9 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
       data.lan_v6 = plan.next_lan_v6(data.pool);
       data.hosts_v6.emplace(spec.name, *data.lan_v6);
     }
+    require_ipv6_for_nat_v6(data, spec.name, spec.ip_support.value_or(base.ip_support),
+                            parent ? parent->name : "");
+    if (data.nat_v6 == NatV6Mode::Nptv6) data.nptv6_prefix = plan.next_nptv6();
     data.wan_name = parent ? "wan" : "ix";
     data.parent_port = (parent ? "h" : "i") + std::to_string(id);
     data.wan_ll6 = deterministic_link_local(id, parent ? parent->id + 1 : kIxId);
@@ -478,41 +640,31 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
         rs.add_route({Ipv6Address::any(), 0}, boost::asio::ip::address(gw), wan);
       }
 
-      if (data.nat != Nat::None || data.firewall != Firewall::None) {
-        RouterRules rules;
-        rules.wan_ifname = data.wan_name;
-        rules.lan_ifname = kLanBridge;
-        if (data.wan_v4) rules.wan_ipv4 = data.wan_v4->address;
-        rules.nat = data.nat;
-        rules.firewall = data.firewall;
-        rec->nft->install(rules);
+      // See build_device: the uplink drops everything until linkwatch has activated it.
+      wait_until_oper_up(rs, data.wan_name);
+      wait_until_oper_up(*uplink_owner.rtnl, data.parent_port);
+      wait_until_oper_up(*uplink_owner.rtnl, parent ? kLanBridge : kIxBridge);
+      if (data.nat_config || data.firewall_config || data.nat_v6 != NatV6Mode::None) {
+        rec->nft->install(rules_for(data));
+      }
+      if (data.nat_config) {
+        write_conntrack_timeouts(root.netns.get(), rec->netns.get(), spec.name, data.nat_config);
       }
 
       // Return routes: every ancestor up to the lab root learns how to reach a routed LAN,
-      // via the uplink address of the next router down the path.
-      auto add_return_routes = [&](const IpPrefix& lan, bool v6) {
-        NodeId child = id;
-        std::optional<NodeId> ancestor = data.upstream;
-        std::optional<boost::asio::ip::address> via =
-            v6 ? std::optional<boost::asio::ip::address>(data.wan_v6->address)
-               : std::optional<boost::asio::ip::address>(data.wan_v4->address);
-        for (;;) {
-          NodeRecord& owner = ancestor ? record(*ancestor) : root;
-          owner.rtnl->add_route(lan, via);
-          data.return_routes.push_back({owner.id, lan, *via});
-          if (!ancestor) break;
-          const RouterData& a = *owner.router;
-          if (v6 ? !a.wan_v6 : !a.wan_v4) break;
-          via = v6 ? boost::asio::ip::address(a.wan_v6->address)
-                   : boost::asio::ip::address(a.wan_v4->address);
-          child = owner.id;
-          ancestor = a.upstream;
+      // via the uplink address of the next router down the path. Recorded one by one, so the
+      // cleanup below removes exactly what was added.
+      auto add_return_routes = [&](const IpPrefix& dst, bool v6) {
+        for (const auto& r :
+             return_path(data, dst, v6, [&](NodeId n) -> NodeRecord& { return record(n); })) {
+          record(r.ns_owner).rtnl->add_route(r.dst, r.via);
+          data.return_routes.push_back(r);
         }
-        (void)child;
       };
       if (data.lan_v4 && data.nat == Nat::None) add_return_routes(prefix(*data.lan_v4), false);
-      // IPv6 LANs are routed (no NAT66 yet), ULA included: firewalls decide reachability.
-      if (data.lan_v6) add_return_routes(prefix(*data.lan_v6), true);
+      // IPv6 LANs without translation are routed, ULA included: firewalls decide reachability.
+      // With NPTv6 the outside prefix is routed instead; behind NAT66 masquerade nothing is.
+      if (auto v6_dst = routed_v6_prefix(data)) add_return_routes(*v6_dst, true);
     } catch (...) {
       // Leave the lab as it was: drop routes we added elsewhere; the namespace (and with it both
       // veth ends) goes away with the record.
@@ -651,6 +803,15 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
         }
         if (ifr.name == data.default_iface) install_default_routes(*rec, ifr);
       }
+      // Until linkwatch has activated both ends (it runs under the RTNL lock, which namespace
+      // churn elsewhere can hold for a long time), their noop qdisc drops every packet: a
+      // device must not be handed out before it can send.
+      // The LAN bridge too: it gets its carrier (and its qdisc) with its first active port.
+      for (const auto& ifr : data.ifaces) {
+        wait_until_oper_up(*rec->rtnl, ifr.name);
+        wait_until_oper_up(*record(ifr.router).rtnl, ifr.router_port);
+        wait_until_oper_up(*record(ifr.router).rtnl, kLanBridge);
+      }
     } catch (...) {
       // Router-side ports would outlive the asynchronously freed namespace for a while.
       for (const auto& [router, port] : created_ports) {
@@ -677,6 +838,7 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
 
 void LabCore::teardown_node(NodeRecord& rec) {
   if (rec.router) {
+    if (rec.router->nptv6_prefix) plan_.release_nptv6(*rec.router->nptv6_prefix);
     for (const auto& r : rec.router->return_routes) {
       auto it = nodes_.find(r.ns_owner);
       if (it == nodes_.end()) continue;
@@ -809,7 +971,11 @@ RouterData LabCore::router_data(NodeId id) const {
   RouterData copy;
   const RouterData& d = *rec.router;
   copy.nat = d.nat;
+  copy.nat_config = d.nat_config;
+  copy.nat_v6 = d.nat_v6;
+  copy.nptv6_prefix = d.nptv6_prefix;
   copy.firewall = d.firewall;
+  copy.firewall_config = d.firewall_config;
   copy.ip_support = d.ip_support;
   copy.pool = d.pool;
   copy.upstream = d.upstream;
@@ -925,28 +1091,82 @@ void LabCore::set_link(NodeId device, const std::string& iface, bool up) {
   });
 }
 
-void LabCore::set_router_rules(NodeId router, std::optional<Nat> nat,
-                               std::optional<Firewall> firewall) {
+void LabCore::set_router_rules(NodeId router, const RulesChange& change) {
   control_->call([&] {
     std::lock_guard lock(mu_);
     NodeRecord& rec = record(router);
     if (!rec.router)
       throw Error(ErrorKind::kNotFound, rec.name, "'" + rec.name + "' is not a router");
-    RouterData& d = *rec.router;
-    Nat new_nat = nat.value_or(d.nat);
-    if (new_nat != Nat::None && !d.wan_v4) {
+    const RouterData& d = *rec.router;
+    RouterData next = d;
+    if (change.nat) {
+      next.nat = *change.nat;
+      next.nat_config = resolve_nat(next.nat, change.nat_config, rec.name);
+    }
+    if (change.firewall) {
+      next.firewall = *change.firewall;
+      next.firewall_config = resolve_firewall(next.firewall, change.firewall_config, rec.name);
+    }
+    // Allocation on a copy of the plan, committed with the new rules.
+    std::optional<AddressPlan> plan;
+    if (change.nat_v6) {
+      next.nat_v6 = *change.nat_v6;
+      require_ipv6_for_nat_v6(next, rec.name, next.ip_support,
+                              d.upstream ? record(*d.upstream).name : "");
+      if (next.nat_v6 == NatV6Mode::Nptv6 && !next.nptv6_prefix) {
+        plan = plan_;
+        next.nptv6_prefix = plan->next_nptv6();
+      }
+    }
+    if (next.nat_config && !d.wan_v4) {
       throw Error(ErrorKind::kInvalidArgument, rec.name,
                   "router '" + rec.name + "' has no IPv4 uplink address to NAT to");
     }
-    RouterRules rules;
-    rules.wan_ifname = d.wan_name;
-    rules.lan_ifname = kLanBridge;
-    if (d.wan_v4) rules.wan_ipv4 = d.wan_v4->address;
-    rules.nat = new_nat;
-    rules.firewall = firewall.value_or(d.firewall);
-    rec.nft->apply(rules);  // atomic replace; on failure the old rules stay and so does `d`
-    d.nat = rules.nat;
-    d.firewall = rules.firewall;
+    // The IPv6 return routes follow the translation. New routes go in before the new rules and
+    // old ones out after them, so a failure at any step leaves the old rules with their routes.
+    auto lookup = [this](NodeId n) -> NodeRecord& { return record(n); };
+    const std::optional<IpPrefix> old_v6_dst = routed_v6_prefix(d);
+    const std::optional<IpPrefix> new_v6_dst = routed_v6_prefix(next);
+    const bool v6_routes_change = !same_prefix(old_v6_dst, new_v6_dst);
+    std::vector<RouterData::ForeignRoute> new_routes;
+    if (v6_routes_change && new_v6_dst) {
+      new_routes = return_path(next, *new_v6_dst, true, lookup);
+      add_routes_or_none(new_routes, lookup);
+    }
+    // Atomic replace; on failure the old rules stay and so does the record.
+    try {
+      rec.nft->apply(rules_for(next));
+    } catch (...) {
+      delete_routes_quietly(new_routes, lookup);
+      throw;
+    }
+    if (v6_routes_change) {
+      auto& routes = rec.router->return_routes;
+      std::vector<RouterData::ForeignRoute> old_routes;
+      std::erase_if(routes, [&](const RouterData::ForeignRoute& r) {
+        if (!same_prefix(r.dst, old_v6_dst)) return false;
+        old_routes.push_back(r);
+        return true;
+      });
+      delete_routes_quietly(old_routes, lookup);
+      routes.insert(routes.end(), new_routes.begin(), new_routes.end());
+    }
+    if (plan) plan_ = std::move(*plan);
+    rec.router->nptv6_prefix = next.nptv6_prefix;
+    rec.router->nat_v6 = next.nat_v6;
+    const bool timeouts_changed =
+        (next.nat_config ? std::optional(next.nat_config->timeouts) : std::nullopt) !=
+        (d.nat_config ? std::optional(d.nat_config->timeouts) : std::nullopt);
+    // Conntrack's sysctls only exist once a ruleset used conntrack, i.e. some NAT was set.
+    if (timeouts_changed && (next.nat_config || d.nat_config)) {
+      write_conntrack_timeouts(record(kIxId).netns.get(), rec.netns.get(), rec.name,
+                               next.nat_config);
+    }
+    rec.router->nat = next.nat;
+    rec.router->nat_config = next.nat_config;
+    rec.router->nat_v6 = next.nat_v6;
+    rec.router->firewall = next.firewall;
+    rec.router->firewall_config = next.firewall_config;
   });
 }
 
@@ -956,6 +1176,9 @@ void LabCore::flush_nat_state(NodeId router) {
     NodeRecord& rec = record(router);
     if (!rec.router)
       throw Error(ErrorKind::kNotFound, rec.name, "'" + rec.name + "' is not a router");
+    // Mappings first: a packet between the two steps then starts a fresh mapping instead of
+    // reviving the old one.
+    rec.nft->flush_nat_sets(rules_for(*rec.router));
     // ctnetlink works on the namespace of the socket, so open it from inside the router.
     NodeRecord& root = record(kIxId);
     ReturnToRoot home(root.netns.get());
@@ -990,7 +1213,13 @@ std::string LabCore::state_json() const {
           {"id", id},
           {"name", rec->name},
           {"nat", to_string(d.nat)},
+          {"nat_config", d.nat_config ? json(to_string(*d.nat_config)) : json(nullptr)},
+          {"nat_v6", to_string(d.nat_v6)},
+          // What LAN addresses are translated to; null unless nat_v6 is nptv6.
+          {"nptv6_prefix", d.nat_v6 == NatV6Mode::Nptv6 ? opt(d.nptv6_prefix) : json(nullptr)},
           {"firewall", to_string(d.firewall)},
+          {"firewall_config",
+           d.firewall_config ? json(to_string(*d.firewall_config)) : json(nullptr)},
           {"ip_support", to_string(d.ip_support)},
           {"pool", to_string(d.pool)},
           {"upstream", d.upstream ? json(record(*d.upstream).name) : json(nullptr)},

@@ -41,7 +41,10 @@ struct DeviceIfaceRecord {
 
 struct RouterData {
   Nat nat = Nat::None;
+  std::optional<NatConfig> nat_config;  // the behaviour of `nat`; nullopt for Nat::None
+  NatV6Mode nat_v6 = NatV6Mode::None;
   Firewall firewall = Firewall::None;
+  std::optional<FirewallConfig> firewall_config;  // nullopt for Firewall::None
   IpSupport ip_support = IpSupport::V4Only;
   LanPool pool = LanPool::Public;
   std::optional<NodeId> upstream;
@@ -54,6 +57,9 @@ struct RouterData {
   MacAddress wan_mac{};
   std::optional<Ipv4Net> lan_v4;  // network prefix
   std::optional<Ipv6Net> lan_v6;
+  // Outside prefix of NPTv6, from the lab's NPTv6 pool: allocated when the router first uses
+  // NPTv6 and kept (stable across mode changes) until the router is removed.
+  std::optional<Ipv6Net> nptv6_prefix;
   std::optional<LanHosts> hosts_v4;
   std::optional<LanHosts> hosts_v6;
   Ipv6Address lan_ll6;
@@ -125,7 +131,15 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   std::string describe_kernel_state(NodeId id);
 
   void set_link(NodeId device, const std::string& iface, bool up);
-  void set_router_rules(NodeId router, std::optional<Nat> nat, std::optional<Firewall> firewall);
+  // A change of a running router's rules; unset fields keep their value.
+  struct RulesChange {
+    std::optional<Nat> nat{};
+    std::optional<NatConfig> nat_config{};  // with nat == Custom
+    std::optional<NatV6Mode> nat_v6{};
+    std::optional<Firewall> firewall{};
+    std::optional<FirewallConfig> firewall_config{};  // with firewall == Custom
+  };
+  void set_router_rules(NodeId router, const RulesChange& change);
   void flush_nat_state(NodeId router);
   void set_default_route(NodeId device, const std::string& iface);
 

@@ -5,11 +5,7 @@
 // their node and wait with poll(2) deadlines.
 #include "patchbay/nat_probe.hpp"
 
-#include <linux/errqueue.h>
-#include <netinet/in.h>
-#include <netinet/ip_icmp.h>
 #include <poll.h>
-#include <sys/socket.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/v6_only.hpp>
@@ -22,7 +18,6 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <functional>
 #include <future>
 #include <ostream>
@@ -586,14 +581,21 @@ NatBehavior probe_nat(const Node& client, const NatProbeServer& server, millisec
 
 namespace {
 
-// One try of both sides. The promises are always set (to nullopt / false when a side gives
-// up), so neither side waits for the other in vain.
+// Punches go to the peer's reflexive endpoint; answers go to where the peer was heard from.
+constexpr std::string_view kPunch = "PUNCH";
+constexpr std::string_view kAnswer = "ANSWER";
+// The rendezvous request: up to 6 sends, 200 ms apart.
+constexpr milliseconds kRendezvousWait{200};
+constexpr int kRendezvousSends = 6;
+
+// One try of both sides. Every promise is always set (the reflexive endpoint to nullopt when a
+// side gives up early), so neither side waits for the other in vain.
 struct PunchTry {
   std::array<std::promise<std::optional<udp::endpoint>>, 2> reflexive;
   std::array<std::shared_future<std::optional<udp::endpoint>>, 2> reflexive_result{
       reflexive[0].get_future().share(), reflexive[1].get_future().share()};
-  std::atomic<int> at_start{0};  // spin barrier before the first punch
   std::array<std::atomic<bool>, 2> heard{};
+  std::array<std::atomic<bool>, 2> sent_all{};  // a side has sent its `rounds` datagrams
   std::array<std::promise<void>, 2> finished;
   std::array<std::shared_future<void>, 2> finished_result{finished[0].get_future().share(),
                                                           finished[1].get_future().share()};
@@ -602,149 +604,85 @@ struct PunchTry {
 struct SideResult {
   std::optional<udp::endpoint> reflexive;
   std::optional<udp::endpoint> saw;
-  bool primed = false;
+  std::optional<udp::endpoint> sends_to;
+  bool heard_punch = false;
   int tries = 0;
-  int rounds = 0;
+  int sent = 0;
 };
 
-// Spins until both sides have arrived or `deadline` passed. Spinning, not a futex wake-up,
-// because the two first punches must cross in flight (see hole_punch_udp).
-bool spin_barrier(std::atomic<int>& count, Clock::time_point deadline) {
-  count.fetch_add(1);
-  for (std::uint32_t i = 0; count.load() < 2; ++i) {
-    if ((i & 0xfff) == 0 && Clock::now() > deadline) return false;
-  }
-  return true;
-}
-
-void set_int_option(int fd, int level, int name, int value) {
-  if (::setsockopt(fd, level, name, &value, sizeof value) != 0) {
-    throw Error(ErrorKind::kKernel, "", "setsockopt for hole punching failed", errno);
-  }
-}
-
-// Reads one queued ICMP error; returns the sender of an ICMP time-exceeded, nullopt for
-// anything else or an empty queue.
-std::optional<Ipv4Address> read_time_exceeded(int fd) {
-  std::array<char, 512> data{};
-  alignas(cmsghdr) std::array<char, 512> control{};
-  sockaddr_in name{};
-  iovec iov{data.data(), data.size()};
-  msghdr msg{};
-  msg.msg_name = &name;
-  msg.msg_namelen = sizeof name;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  if (::recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) return std::nullopt;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_RECVERR) continue;
-    sock_extended_err ee{};
-    std::memcpy(&ee, CMSG_DATA(c), sizeof ee);
-    if (ee.ee_origin != SO_EE_ORIGIN_ICMP || ee.ee_type != ICMP_TIME_EXCEEDED) continue;
-    sockaddr_in offender{};  // SO_EE_OFFENDER: right after the extended error
-    std::memcpy(&offender, CMSG_DATA(c) + sizeof ee, sizeof offender);
-    return Ipv4Address(ntohl(offender.sin_addr.s_addr));
-  }
-  return std::nullopt;
-}
-
-// Private (RFC 1918) or shared (RFC 6598) space: the inside of some NAT in the lab.
-bool behind_nat(const Ipv4Address& a) {
-  auto b = a.to_bytes();
-  return b[0] == 10 || (b[0] == 172 && (b[1] & 0xf0) == 16) || (b[0] == 192 && b[1] == 168) ||
-         (b[0] == 100 && (b[1] & 0xc0) == 64);
-}
-
-// Sends priming datagrams to `target` with TTL 1, 2, ... until one expires at a router with a
-// public address, i.e. beyond all of our own NATs: that datagram created our NATs' mappings
-// towards `target` and was dropped before it could reach the other side's NAT. Stops without
-// success when a TTL brings no time-exceeded (the datagram got further). Returns true if primed.
-bool prime(udp::socket& s, const udp::endpoint& target) {
-  const int fd = s.native_handle();
-  set_int_option(fd, IPPROTO_IP, IP_RECVERR, 1);
-  bool primed = false;
-  for (int ttl = 1; ttl <= 8 && !primed; ++ttl) {
-    set_int_option(fd, IPPROTO_IP, IP_TTL, ttl);
-    boost::system::error_code ignored;
-    s.send_to(asio::buffer("PRIME", 5), target, 0, ignored);
-    std::optional<Ipv4Address> offender;
-    auto until = Clock::now() + milliseconds(200);
-    while (!offender) {
-      auto left = std::chrono::ceil<milliseconds>(until - Clock::now()).count();
-      pollfd pfd{fd, 0, 0};  // POLLERR is reported without being asked for
-      if (left <= 0 || ::poll(&pfd, 1, static_cast<int>(left)) <= 0) break;
-      if (!(pfd.revents & POLLERR)) break;
-      offender = read_time_exceeded(fd);
+// The punching itself, once both sides know their targets. Sends one datagram every `interval`,
+// `rounds` in all: punches to the peer's reflexive endpoint until the peer is heard, answers to
+// the source it was heard from after that (the first answer at once). Ends when both sides
+// heard each other, or one `interval` after both sent their last datagram.
+void exchange(int me, PunchTry& t, SideResult& out, udp::socket& s, const udp::endpoint& target,
+              const HolePunchOptions& options, const std::stop_token& stop,
+              Clock::time_point deadline) {
+  const int peer = 1 - me;
+  out.sends_to = target;
+  auto send = [&](std::string_view what) {
+    boost::system::error_code ignored;  // e.g. a queued ICMP error: the next send goes out
+    s.send_to(asio::buffer(what.data(), what.size()), *out.sends_to, 0, ignored);
+    if (++out.sent >= options.rounds) t.sent_all[me] = true;
+  };
+  auto both_heard = [&] { return t.heard[0].load() && t.heard[1].load(); };
+  Clock::time_point next_send = Clock::now();
+  std::optional<Clock::time_point> end;
+  while (!stop.stop_requested() && !both_heard()) {
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) break;
+    if (out.sent < options.rounds && now >= next_send) {
+      send(out.saw ? kAnswer : kPunch);
+      next_send = now + options.interval;
     }
-    if (!offender) break;
-    primed = !behind_nat(*offender);
+    // Both done sending: the peer's last datagram may still be in flight for an interval.
+    if (!end && t.sent_all[me] && t.sent_all[peer]) end = now + options.interval;
+    if (end && now >= *end) break;
+    Clock::time_point until = std::min(end.value_or(now + options.interval), deadline);
+    if (out.sent < options.rounds) until = std::min(until, next_send);
+    while (auto d = receive_until(s, until)) {
+      const bool punch = d->text == kPunch;
+      if (!punch && d->text != kAnswer) continue;  // e.g. a late answer from the rendezvous
+      if (!out.saw) {
+        // As ICE does with a peer-reflexive candidate: talk to where the peer really is. The
+        // answer is reply traffic for both NATs, whatever they filter.
+        out.saw = d->from;
+        out.heard_punch = punch;
+        out.sends_to = d->from;
+        t.heard[me] = true;
+        send(kAnswer);
+      }
+      if (both_heard()) break;
+    }
   }
-  set_int_option(fd, IPPROTO_IP, IP_TTL, -1);  // back to the route's default
-  set_int_option(fd, IPPROTO_IP, IP_RECVERR, 0);
-  // Drop the queued errors and the pending socket error they raised.
-  for (;;) {
-    bool drained_one = read_time_exceeded(fd).has_value();
-    int err = 0;
-    socklen_t len = sizeof err;
-    bool had_error = ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0;
-    if (!drained_one && !had_error) break;
-  }
-  return primed;
 }
 
-// Whether the two reflexive addresses share a /24 (the IX, or one router's LAN): then the two
-// outermost NATs are neighbours and no TTL can stop between them.
-bool neighbours(const udp::endpoint& x, const udp::endpoint& y) {
-  if (!x.address().is_v4() || !y.address().is_v4()) return false;
-  auto a = x.address().to_v4().to_bytes();
-  auto b = y.address().to_v4().to_bytes();
-  return a[0] == b[0] && a[1] == b[1] && a[2] == b[2];
-}
-
-// One try of side `me`; returns false if it cannot go on (no reflexive endpoint, the peer gave
-// up). Always releases the peer: the try's promises are set whatever happens.
+// One try of side `me`; returns false if it could not punch (no reflexive endpoint, the peer
+// gave up). Always releases the peer: the try's promises are set whatever happens.
 bool punch_once(int me, PunchTry& t, SideResult& out, const udp::endpoint& rendezvous,
                 const HolePunchOptions& options, const std::stop_token& stop,
                 Clock::time_point deadline) {
   const int peer = 1 - me;
-  bool reflexive_set = false;
   struct Release {
     PunchTry& t;
     int me;
-    bool& reflexive_set;
+    bool reflexive_set = false;
     ~Release() {
       if (!reflexive_set) t.reflexive[me].set_value(std::nullopt);
       t.finished[me].set_value();
     }
-  } release{t, me, reflexive_set};
+  } release{t, me};
 
-  // A fresh socket per try: a new local port, so new mappings in every NAT on the way.
+  // A fresh socket per try: a new local port, so new mappings in every NAT on the way. The
+  // rendezvous must answer, so a loaded machine gets several sends (the first answer ends it).
   asio::io_context io;
   udp::socket s = open_client_udp(io, udp::v4(), 0);
-  out.reflexive = request(s, rendezvous, "PROBE", std::nullopt, milliseconds(200), 3);
+  out.reflexive = request(s, rendezvous, "PROBE", std::nullopt, kRendezvousWait, kRendezvousSends);
   t.reflexive[me].set_value(out.reflexive);
-  reflexive_set = true;
+  release.reflexive_set = true;
   if (t.reflexive_result[peer].wait_until(deadline) != std::future_status::ready) return false;
   std::optional<udp::endpoint> target = t.reflexive_result[peer].get();
   if (!out.reflexive || !target) return false;
-  if (options.prime && !neighbours(*out.reflexive, *target)) out.primed = prime(s, *target);
-  if (!spin_barrier(t.at_start, deadline)) return false;
-
-  const std::string punch = "PUNCH";
-  for (int round = 1; round <= options.rounds && !stop.stop_requested(); ++round) {
-    if (t.heard[me] && t.heard[peer]) break;
-    out.rounds = round;
-    boost::system::error_code ignored;
-    s.send_to(asio::buffer(punch), *target, 0, ignored);
-    auto until = Clock::now() + options.interval;
-    while (auto d = receive_until(s, until)) {
-      if (d->text != punch) continue;  // e.g. a late answer from the rendezvous
-      if (!out.saw) out.saw = d->from;
-      t.heard[me] = true;
-    }
-  }
+  exchange(me, t, out, s, *target, options, stop, deadline);
   return true;
 }
 
@@ -753,19 +691,21 @@ SideResult punch_side(int me, const std::shared_ptr<std::vector<PunchTry>>& trie
                       const std::stop_token& stop) {
   SideResult out;
   const int peer = 1 - me;
-  const auto try_length = milliseconds(1000) + options.interval * options.rounds;
+  // A safety net for a peer that is stuck, never reached in a normal try: the rendezvous
+  // requests and the exchange, twice over.
+  const auto try_length =
+      2 * (kRendezvousWait * kRendezvousSends + options.interval * (options.rounds + 1));
   for (PunchTry& t : *tries) {
     if (stop.stop_requested()) break;
-    ++out.tries;
-    out.saw.reset();
-    out.primed = false;
-    out.rounds = 0;
+    const int tries_so_far = out.tries;
+    out = SideResult{};  // the result reports the last try
+    out.tries = tries_so_far + 1;
     const auto deadline = Clock::now() + try_length;
-    if (!punch_once(me, t, out, rendezvous, options, stop, deadline)) break;
-    // Decide together, once both sides are done with this try: a punch may still have been
-    // arriving while one side checked.
+    const bool punched = punch_once(me, t, out, rendezvous, options, stop, deadline);
+    // Decide together, once both sides are done with this try: an answer may still have been
+    // arriving at the peer when this side stopped.
     if (t.finished_result[peer].wait_until(deadline) != std::future_status::ready) break;
-    if (t.heard[me] && t.heard[peer]) break;
+    if (!punched || (t.heard[0] && t.heard[1])) break;
   }
   return out;
 }
@@ -797,14 +737,17 @@ HolePunchResult hole_punch_udp(const Node& a, const Node& b, const UdpReflector&
   SideResult ra = fa.get();
   SideResult rb = fb.get();
   HolePunchResult result;
-  result.a_reflexive = ra.reflexive;
-  result.b_reflexive = rb.reflexive;
+  result.success = ra.saw.has_value() && rb.saw.has_value();
   result.a_sees_b = ra.saw;
   result.b_sees_a = rb.saw;
-  result.primed = ra.primed && rb.primed;
-  result.success = ra.saw.has_value() && rb.saw.has_value();
+  result.a_sends_to = ra.sends_to;
+  result.b_sends_to = rb.sends_to;
+  result.a_reflexive = ra.reflexive;
+  result.b_reflexive = rb.reflexive;
+  result.a_heard_punch = ra.heard_punch;
+  result.b_heard_punch = rb.heard_punch;
   result.tries = std::max(ra.tries, rb.tries);
-  result.attempts = std::max(ra.rounds, rb.rounds);
+  result.attempts = std::max(ra.sent, rb.sent);
   return result;
 }
 

@@ -6,6 +6,7 @@
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
+#include <libnftnl/set.h>
 #include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_conntrack_common.h>
@@ -32,136 +33,6 @@
 namespace patchbay::internal {
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Behaviour tables. Everything preset-specific lives here, so refining a NAT or firewall
-// behaviour only edits these two functions, never the rendering code below.
-
-struct NatBehaviour {
-  // Flags of the masquerade expression (NF_NAT_RANGE_*).
-  std::uint32_t masq_flags = 0;
-  // Inbound WAN traffic is only forwarded for flows the inside opened
-  // (address-and-port-dependent filtering). False: anything hitting a mapping may enter.
-  bool filter_inbound = true;
-};
-
-NatBehaviour nat_behaviour(Nat nat) {
-  switch (nat) {
-    case Nat::None:
-      return {};
-    // Linux keeps the inside source port when it is free, so one inside endpoint keeps its
-    // outside port towards every destination: endpoint-independent mapping in practice.
-    case Nat::Home:
-    case Nat::Cgnat:
-      return {.masq_flags = 0, .filter_inbound = true};
-    case Nat::FullCone:
-      return {.masq_flags = 0, .filter_inbound = false};
-    // A random port per connection: the mapping depends on the destination (symmetric NAT).
-    case Nat::Corporate:
-    case Nat::CloudNat:
-      return {.masq_flags = NF_NAT_RANGE_PROTO_RANDOM, .filter_inbound = true};
-  }
-  return {};
-}
-
-// Destination ports new LAN flows may use, per protocol; nullopt leaves the protocol open.
-struct PortPolicy {
-  std::optional<std::vector<std::uint16_t>> tcp_allow;
-  std::optional<std::vector<std::uint16_t>> udp_allow;
-};
-
-struct FirewallBehaviour {
-  bool block_inbound = false;  // drop everything new arriving on the WAN
-  PortPolicy lan;              // applied to flows entering from the LAN
-};
-
-FirewallBehaviour firewall_behaviour(Firewall firewall) {
-  switch (firewall) {
-    case Firewall::None:
-      return {};
-    case Firewall::BlockInbound:
-      return {.block_inbound = true, .lan = {}};
-    case Firewall::Corporate:
-      return {.block_inbound = true,
-              .lan = {.tcp_allow = std::vector<std::uint16_t>{80, 443},
-                      .udp_allow = std::vector<std::uint16_t>{53}}};
-    case Firewall::CaptivePortal:
-      return {.block_inbound = true,
-              .lan = {.tcp_allow = std::nullopt, .udp_allow = std::vector<std::uint16_t>{53}}};
-  }
-  return {};
-}
-
-// ---------------------------------------------------------------------------------------------
-// The ruleset as plain data, rendered to netlink further down.
-
-enum class Action { kAccept, kDrop, kMasquerade };
-
-// One rule: all matches must hold, then the action runs. Built fluently, e.g.
-// RuleSpec().iif("wan").established().then(Action::kAccept).
-struct RuleSpec {
-  std::optional<std::string> iifname;  // nullopt: any
-  std::optional<std::string> oifname;  // nullopt: any
-  bool ct_established_related = false;
-  std::optional<std::uint8_t> l4proto;
-  std::optional<std::uint16_t> dport;  // needs l4proto
-  Action action = Action::kAccept;
-  std::uint32_t masq_flags = 0;
-
-  RuleSpec& iif(std::string name) {
-    iifname = std::move(name);
-    return *this;
-  }
-  RuleSpec& oif(std::string name) {
-    oifname = std::move(name);
-    return *this;
-  }
-  RuleSpec& established() {
-    ct_established_related = true;
-    return *this;
-  }
-  RuleSpec& proto(std::uint8_t l4, std::optional<std::uint16_t> port = std::nullopt) {
-    l4proto = l4;
-    dport = port;
-    return *this;
-  }
-  RuleSpec& then(Action a, std::uint32_t flags = 0) {
-    action = a;
-    masq_flags = flags;
-    return *this;
-  }
-};
-
-struct ChainSpec {
-  std::string name;
-  const char* type;  // "nat" or "filter"
-  std::uint32_t hook;
-  std::int32_t priority;
-  std::vector<RuleSpec> rules;
-};
-
-struct TableSpec {
-  std::uint16_t family;
-  const char* name;
-  bool wanted = false;  // false: the table is only deleted
-  std::vector<ChainSpec> chains;
-};
-
-// Hook priorities under the names nft gives them (NF_IP_PRI_* of <linux/netfilter_ipv4.h>).
-constexpr std::int32_t kPrioDstNat = -100;  // "dstnat"
-constexpr std::int32_t kPrioFilter = 0;     // "filter"
-constexpr std::int32_t kPrioSrcNat = 100;   // "srcnat"
-
-constexpr const char* kNatTable = "pb_nat";
-constexpr const char* kFilterTable = "pb_filter";
-constexpr const char* kFirewallTable = "pb_fw";
-
-// Our tables in the order the batch touches them (all of them, wanted or not).
-std::vector<TableSpec> our_tables() {
-  return {{NFPROTO_IPV4, kNatTable, false, {}},
-          {NFPROTO_IPV4, kFilterTable, false, {}},
-          {NFPROTO_INET, kFirewallTable, false, {}}};
-}
-
 const char* family_name(std::uint32_t family) {
   switch (family) {
     case NFPROTO_IPV4:
@@ -180,68 +51,16 @@ const char* family_name(std::uint32_t family) {
   return "unknown";
 }
 
-std::vector<TableSpec> plan(const RouterRules& rules) {
-  std::vector<TableSpec> tables = our_tables();
-  TableSpec& nat = tables[0];
-  TableSpec& filter = tables[1];
-  TableSpec& fw = tables[2];
-
-  const NatBehaviour nat_rules = nat_behaviour(rules.nat);
-  // No IPv4 uplink address, nothing to masquerade to.
-  if (rules.nat != Nat::None && rules.wan_ipv4) {
-    nat.wanted = true;
-    // Kept empty on purpose: NAT only reverse-translates inbound packets at hooks where a NAT
-    // chain is registered. Without a prerouting one, replies to the WAN address can be
-    // delivered locally to the router instead of being forwarded to the inside host.
-    nat.chains.push_back({"prerouting", "nat", NF_INET_PRE_ROUTING, kPrioDstNat, {}});
-    nat.chains.push_back(
-        {"postrouting",
-         "nat",
-         NF_INET_POST_ROUTING,
-         kPrioSrcNat,
-         {RuleSpec().oif(rules.wan_ifname).then(Action::kMasquerade, nat_rules.masq_flags)}});
-  }
-  if (rules.nat != Nat::None && nat_rules.filter_inbound) {
-    filter.wanted = true;
-    filter.chains.push_back({"forward",
-                             "filter",
-                             NF_INET_FORWARD,
-                             kPrioFilter,
-                             {RuleSpec().iif(rules.wan_ifname).established().then(Action::kAccept),
-                              RuleSpec().iif(rules.wan_ifname).then(Action::kDrop)}});
-  }
-
-  if (rules.firewall != Firewall::None) {
-    const FirewallBehaviour fw_rules = firewall_behaviour(rules.firewall);
-    fw.wanted = true;
-    // Priority 10: after pb_filter (0), so NAT filtering and the firewall compose.
-    ChainSpec forward{"forward", "filter", NF_INET_FORWARD, kPrioFilter + 10, {}};
-    forward.rules.push_back(RuleSpec().established().then(Action::kAccept));
-    if (fw_rules.block_inbound) {
-      forward.rules.push_back(RuleSpec().iif(rules.wan_ifname).then(Action::kDrop));
-    }
-    // Port policies only see new flows from the LAN (established ones were accepted above).
-    // ICMP matches none of these rules and so is never filtered here.
-    auto restrict = [&](std::uint8_t proto,
-                        const std::optional<std::vector<std::uint16_t>>& ports) {
-      if (!ports) return;
-      for (std::uint16_t port : *ports) {
-        forward.rules.push_back(
-            RuleSpec().iif(rules.lan_ifname).proto(proto, port).then(Action::kAccept));
-      }
-      forward.rules.push_back(RuleSpec().iif(rules.lan_ifname).proto(proto).then(Action::kDrop));
-    };
-    restrict(IPPROTO_TCP, fw_rules.lan.tcp_allow);
-    restrict(IPPROTO_UDP, fw_rules.lan.udp_allow);
-    fw.chains.push_back(std::move(forward));
-  }
-  return tables;
+// Every table we own, in the order the batch touches them.
+std::vector<NftTableSpec> plan(const RouterRules& rules) {
+  return {plan_nat44(rules), plan_firewall(rules), plan_nat66(rules)};
 }
+
+std::vector<NftTableSpec> unwanted_tables() { return plan(RouterRules{}); }
 
 // Interface names must fit the kernel's IFNAMSIZ buffer. An empty name is refused as well: it
 // would not mean "any interface" but silently match no packet at all.
-void validate_ifname(const std::string& name, const RouterRules& rules, const std::string& node) {
-  const char* role = name == rules.wan_ifname ? "WAN" : "LAN";
+void validate_ifname(const std::string& name, const char* role, const std::string& node) {
   if (name.empty()) {
     throw Error(ErrorKind::kInvalidArgument, node,
                 std::string("nftables rules for router '") + node + "' need a " + role +
@@ -255,16 +74,10 @@ void validate_ifname(const std::string& name, const RouterRules& rules, const st
   }
 }
 
-void validate(const std::vector<TableSpec>& tables, const RouterRules& rules,
-              const std::string& node) {
-  for (const TableSpec& table : tables) {
-    for (const ChainSpec& chain : table.chains) {
-      for (const RuleSpec& rule : chain.rules) {
-        if (rule.iifname) validate_ifname(*rule.iifname, rules, node);
-        if (rule.oifname) validate_ifname(*rule.oifname, rules, node);
-      }
-    }
-  }
+void validate(const RouterRules& rules, const std::string& node) {
+  if (!rules.nat && !rules.firewall && rules.nat6.mode == NatV6Mode::None) return;
+  validate_ifname(rules.wan_ifname, "WAN", node);
+  validate_ifname(rules.lan_ifname, "LAN", node);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,6 +88,9 @@ struct TableDeleter {
 };
 struct ChainDeleter {
   void operator()(nftnl_chain* c) const { nftnl_chain_free(c); }
+};
+struct SetDeleter {
+  void operator()(nftnl_set* s) const { nftnl_set_free(s); }
 };
 struct RuleDeleter {
   void operator()(nftnl_rule* r) const { nftnl_rule_free(r); }
@@ -288,109 +104,40 @@ struct SocketDeleter {
 using TablePtr = std::unique_ptr<nftnl_table, TableDeleter>;
 using ChainPtr = std::unique_ptr<nftnl_chain, ChainDeleter>;
 using RulePtr = std::unique_ptr<nftnl_rule, RuleDeleter>;
+using SetPtr = std::unique_ptr<nftnl_set, SetDeleter>;
 using BatchPtr = std::unique_ptr<mnl_nlmsg_batch, BatchDeleter>;
 using SocketPtr = std::unique_ptr<mnl_socket, SocketDeleter>;
 
-// ---------------------------------------------------------------------------------------------
-// Expression builders. Every expression goes to the rule right after allocation, which then
-// owns it (nftnl_rule_add_expr cannot fail).
-
-nftnl_expr* new_expr(nftnl_rule* rule, const char* name) {
-  nftnl_expr* expr = nftnl_expr_alloc(name);
-  if (!expr) throw std::bad_alloc();
-  nftnl_rule_add_expr(rule, expr);
-  return expr;
+// A dynamic set (or map) whose elements expire: filled from the packet path with `update`.
+SetPtr make_set(const NftTableSpec& table, const NftSetSpec& spec, std::uint32_t id) {
+  SetPtr set(nftnl_set_alloc());
+  if (!set) throw std::bad_alloc();
+  nftnl_set* s = set.get();
+  nftnl_set_set_u32(s, NFTNL_SET_FAMILY, table.family);
+  nftnl_set_set_str(s, NFTNL_SET_TABLE, table.name);
+  nftnl_set_set_str(s, NFTNL_SET_NAME, spec.name.c_str());
+  nftnl_set_set_u32(s, NFTNL_SET_ID, id);
+  std::uint32_t flags = NFT_SET_TIMEOUT | NFT_SET_EVAL;
+  if (!spec.data.empty()) flags |= NFT_SET_MAP;
+  nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags);
+  nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, nft_concat_type(spec.key));
+  nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, nft_concat_len(spec.key));
+  if (!spec.data.empty()) {
+    nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, nft_concat_type(spec.data));
+    nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN, nft_concat_len(spec.data));
+  }
+  if (spec.size != 0) nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, spec.size);
+  return set;
 }
 
-void add_meta_load(nftnl_rule* rule, std::uint32_t key) {
-  nftnl_expr* e = new_expr(rule, "meta");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
-}
-
-void add_cmp(nftnl_rule* rule, std::uint32_t op, const void* data, std::uint32_t len) {
-  nftnl_expr* e = new_expr(rule, "cmp");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
-  nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
-}
-
-// iifname/oifname: like nft, compare the whole zero-padded IFNAMSIZ buffer, so "wan" matches
-// exactly "wan" and not "wan0".
-void add_ifname_match(nftnl_rule* rule, std::uint32_t key, const std::string& name) {
-  char buf[IFNAMSIZ] = {};
-  std::memcpy(buf, name.data(), std::min(name.size(), sizeof buf - 1));
-  add_meta_load(rule, key);
-  add_cmp(rule, NFT_CMP_EQ, buf, sizeof buf);
-}
-
-void add_ct_established_related(nftnl_rule* rule) {
-  nftnl_expr* ct = new_expr(rule, "ct");
-  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
-  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-
-  // ct state is a bit mask in host byte order: (state & (est|rel)) != 0.
-  std::uint32_t mask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
-  std::uint32_t zero = 0;
-  nftnl_expr* bw = new_expr(rule, "bitwise");
-  nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
-  nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
-  nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_LEN, sizeof mask);
-  nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_MASK, &mask, sizeof mask);
-  nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_XOR, &zero, sizeof zero);
-  add_cmp(rule, NFT_CMP_NEQ, &zero, sizeof zero);
-}
-
-void add_l4proto_match(nftnl_rule* rule, std::uint8_t proto) {
-  add_meta_load(rule, NFT_META_L4PROTO);
-  add_cmp(rule, NFT_CMP_EQ, &proto, sizeof proto);
-}
-
-// Destination port of TCP/UDP: bytes 2..3 of the transport header, network byte order.
-void add_dport_match(nftnl_rule* rule, std::uint16_t port) {
-  nftnl_expr* e = new_expr(rule, "payload");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, 2);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, sizeof(std::uint16_t));
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
-  std::uint16_t be = htons(port);
-  add_cmp(rule, NFT_CMP_EQ, &be, sizeof be);
-}
-
-void add_verdict(nftnl_rule* rule, int verdict) {
-  nftnl_expr* e = new_expr(rule, "immediate");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(verdict));
-}
-
-void add_masquerade(nftnl_rule* rule, std::uint32_t flags) {
-  nftnl_expr* e = new_expr(rule, "masq");
-  if (flags != 0) nftnl_expr_set_u32(e, NFTNL_EXPR_MASQ_FLAGS, flags);
-}
-
-RulePtr render_rule(const TableSpec& table, const ChainSpec& chain, const RuleSpec& spec) {
+RulePtr render_rule(const NftTableSpec& table, const NftChainSpec& chain, const RuleFn& fn) {
   RulePtr rule(nftnl_rule_alloc());
   if (!rule) throw std::bad_alloc();
-  nftnl_rule* r = rule.get();
-  nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, table.family);
-  nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table.name);
-  nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain.name.c_str());
-  if (spec.iifname) add_ifname_match(r, NFT_META_IIFNAME, *spec.iifname);
-  if (spec.oifname) add_ifname_match(r, NFT_META_OIFNAME, *spec.oifname);
-  if (spec.ct_established_related) add_ct_established_related(r);
-  if (spec.l4proto) add_l4proto_match(r, *spec.l4proto);
-  if (spec.dport) add_dport_match(r, *spec.dport);
-  switch (spec.action) {
-    case Action::kAccept:
-      add_verdict(r, NF_ACCEPT);
-      break;
-    case Action::kDrop:
-      add_verdict(r, NF_DROP);
-      break;
-    case Action::kMasquerade:
-      add_masquerade(r, spec.masq_flags);
-      break;
-  }
+  nftnl_rule_set_u32(rule.get(), NFTNL_RULE_FAMILY, table.family);
+  nftnl_rule_set_str(rule.get(), NFTNL_RULE_TABLE, table.name);
+  nftnl_rule_set_str(rule.get(), NFTNL_RULE_CHAIN, chain.name.c_str());
+  RuleBuilder builder(rule.get(), table.family);
+  fn(builder);
   return rule;
 }
 
@@ -402,7 +149,7 @@ TablePtr make_table(std::uint16_t family, const char* name) {
   return table;
 }
 
-ChainPtr make_chain(const TableSpec& table, const ChainSpec& spec) {
+ChainPtr make_chain(const NftTableSpec& table, const NftChainSpec& spec) {
   ChainPtr chain(nftnl_chain_alloc());
   if (!chain) throw std::bad_alloc();
   nftnl_chain* c = chain.get();
@@ -430,7 +177,7 @@ class Transaction {
     next();
   }
 
-  void add_table(std::uint16_t msg_type, const TableSpec& spec, std::uint16_t flags) {
+  void add_table(std::uint16_t msg_type, const NftTableSpec& spec, std::uint16_t flags) {
     TablePtr table = make_table(spec.family, spec.name);
     nlmsghdr* nlh = header(msg_type, spec.family, flags,
                            std::string("table ") + family_name(spec.family) + " " + spec.name);
@@ -438,7 +185,7 @@ class Transaction {
     next();
   }
 
-  void add_chain(const TableSpec& table, const ChainSpec& spec) {
+  void add_chain(const NftTableSpec& table, const NftChainSpec& spec) {
     ChainPtr chain = make_chain(table, spec);
     nlmsghdr* nlh = header(NFT_MSG_NEWCHAIN, table.family, NLM_F_CREATE,
                            std::string("chain ") + table.name + "/" + spec.name);
@@ -446,7 +193,28 @@ class Transaction {
     next();
   }
 
-  void add_rule(const TableSpec& table, const ChainSpec& chain, std::size_t index) {
+  void add_set(const NftTableSpec& table, const NftSetSpec& spec) {
+    SetPtr set = make_set(table, spec, ++set_id_);
+    nlmsghdr* nlh = header(NFT_MSG_NEWSET, table.family, NLM_F_CREATE,
+                           std::string("set ") + table.name + "/" + spec.name);
+    nftnl_set_nlmsg_build_payload(nlh, set.get());
+    next();
+  }
+
+  // Deletes every element of a set (a DELSETELEM without elements flushes it).
+  void flush_set(const NftTableSpec& table, const char* name) {
+    SetPtr set(nftnl_set_alloc());
+    if (!set) throw std::bad_alloc();
+    nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, table.family);
+    nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, table.name);
+    nftnl_set_set_str(set.get(), NFTNL_SET_NAME, name);
+    nlmsghdr* nlh = header(NFT_MSG_DELSETELEM, table.family, 0,
+                           std::string("elements of set ") + table.name + "/" + name);
+    nftnl_set_elems_nlmsg_build_payload(nlh, set.get());
+    next();
+  }
+
+  void add_rule(const NftTableSpec& table, const NftChainSpec& chain, std::size_t index) {
     RulePtr rule = render_rule(table, chain, chain.rules[index]);
     nlmsghdr* nlh =
         header(NFT_MSG_NEWRULE, table.family, NLM_F_CREATE | NLM_F_APPEND,
@@ -482,6 +250,7 @@ class Transaction {
   std::vector<char> buf_;
   BatchPtr batch_;
   std::map<std::uint32_t, std::string> what_;  // seq -> object, for messages wanting an ACK
+  std::uint32_t set_id_ = 0;
 };
 
 struct AckState {
@@ -583,15 +352,16 @@ void Transaction::commit(mnl_socket* sock, const char* operation) {
 
 // Emits what makes `table` exist exactly as planned: add (creates it if missing, so the
 // delete cannot fail), delete, then the new contents if wanted.
-void emit_table(Transaction& tx, const TableSpec& table, bool replace = true) {
+void emit_table(Transaction& tx, const NftTableSpec& table, bool replace = true) {
   if (replace) {
     tx.add_table(NFT_MSG_NEWTABLE, table, NLM_F_CREATE);
     tx.add_table(NFT_MSG_DELTABLE, table, 0);
   }
   if (!table.wanted) return;
   tx.add_table(NFT_MSG_NEWTABLE, table, NLM_F_CREATE);
-  for (const ChainSpec& chain : table.chains) tx.add_chain(table, chain);
-  for (const ChainSpec& chain : table.chains) {
+  for (const NftSetSpec& set : table.sets) tx.add_set(table, set);
+  for (const NftChainSpec& chain : table.chains) tx.add_chain(table, chain);
+  for (const NftChainSpec& chain : table.chains) {
     for (std::size_t i = 0; i < chain.rules.size(); ++i) tx.add_rule(table, chain, i);
   }
 }
@@ -752,28 +522,37 @@ NftSocket::~NftSocket() {
 }
 
 void NftSocket::apply(const RouterRules& rules) {
-  std::vector<TableSpec> tables = plan(rules);
-  validate(tables, rules, node_);
+  validate(rules, node_);
+  std::vector<NftTableSpec> tables = plan(rules);
   drain(sock_);
   Transaction tx(seq_, node_);
-  for (const TableSpec& table : tables) emit_table(tx, table);
+  for (const NftTableSpec& table : tables) emit_table(tx, table);
   tx.commit(sock_, "apply");
 }
 
 void NftSocket::install(const RouterRules& rules) {
-  std::vector<TableSpec> tables = plan(rules);
-  validate(tables, rules, node_);
+  validate(rules, node_);
+  std::vector<NftTableSpec> tables = plan(rules);
   drain(sock_);
   Transaction tx(seq_, node_);
-  for (const TableSpec& table : tables) emit_table(tx, table, /*replace=*/false);
+  for (const NftTableSpec& table : tables) emit_table(tx, table, /*replace=*/false);
   tx.commit(sock_, "install");
 }
 
 void NftSocket::clear() {
   drain(sock_);
   Transaction tx(seq_, node_);
-  for (const TableSpec& table : our_tables()) emit_table(tx, table);
+  for (const NftTableSpec& table : unwanted_tables()) emit_table(tx, table);
   tx.commit(sock_, "clear");
+}
+
+void NftSocket::flush_nat_sets(const RouterRules& rules) {
+  const NftTableSpec nat = plan_nat44(rules);
+  if (!nat.wanted || nat.sets.empty()) return;
+  drain(sock_);
+  Transaction tx(seq_, node_);
+  for (const NftSetSpec& set : nat.sets) tx.flush_set(nat, set.name.c_str());
+  tx.commit(sock_, "flush of NAT mappings");
 }
 
 std::string NftSocket::list_ruleset() {

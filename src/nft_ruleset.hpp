@@ -1,36 +1,22 @@
 // Router packet filtering and NAT through nftables, programmed in-process with libnftnl +
 // libmnl: a whole router ruleset is one netlink batch, i.e. one atomic transaction.
 //
-// The ruleset is described as data (RouterRules) and rendered into our own tables:
-//   ip   pb_nat    — source NAT on the uplink (+ an empty dstnat chain, see below)
-//   ip   pb_filter — established-only inbound for NATed LANs (address-and-port-dependent)
-//   inet pb_fw     — firewall presets (both families)
-// Applying replaces these tables atomically (add/delete/add in one batch), so changing a
-// router's NAT or firewall never leaves a moment without rules.
+// The planners in router_rules.hpp describe our tables as data (ip pb_nat, inet pb_fw,
+// ip6 pb_nat6); this socket renders them. Applying replaces these tables atomically
+// (add/delete/add in one batch), so changing a router's NAT or firewall never leaves a moment
+// without rules.
 #pragma once
 
-#include <boost/asio/ip/address_v4.hpp>
-
 #include <cstdint>
-#include <optional>
 #include <string>
-#include <vector>
 
-#include "patchbay/presets.hpp"
+#include "router_rules.hpp"
 
 // libmnl's socket type. Declared at global scope so that `struct mnl_socket*` below names it
 // rather than declaring a new patchbay::internal::mnl_socket.
 struct mnl_socket;
 
 namespace patchbay::internal {
-
-struct RouterRules {
-  std::string wan_ifname;  // "ix" or "wan"
-  std::string lan_ifname;  // the LAN bridge
-  std::optional<boost::asio::ip::address_v4> wan_ipv4;
-  Nat nat = Nat::None;
-  Firewall firewall = Firewall::None;
-};
 
 class NftSocket {
  public:
@@ -49,6 +35,8 @@ class NftSocket {
   void install(const RouterRules& rules);
   // Removes every pb_* table (one batch). No-op when there are none.
   void clear();
+  // Deletes all elements of the NAT table's mapping sets (the state `rules` created).
+  void flush_nat_sets(const RouterRules& rules);
   // Text rendering of all tables, chains and rules of the namespace.
   std::string list_ruleset();
 

@@ -72,6 +72,14 @@ std::string Node::describe_kernel_state() const { return core()->describe_kernel
 
 Nat Router::nat() const { return core()->router_data(id_).nat; }
 Firewall Router::firewall() const { return core()->router_data(id_).firewall; }
+std::optional<NatConfig> Router::nat_config() const { return core()->router_data(id_).nat_config; }
+NatV6Mode Router::nat_v6() const { return core()->router_data(id_).nat_v6; }
+std::optional<Ipv6Net> Router::nptv6_prefix() const {
+  return core()->router_data(id_).nptv6_prefix;
+}
+std::optional<FirewallConfig> Router::firewall_config() const {
+  return core()->router_data(id_).firewall_config;
+}
 IpSupport Router::ip_support() const { return core()->router_data(id_).ip_support; }
 
 std::optional<Router> Router::upstream() const {
@@ -100,9 +108,16 @@ std::optional<Ipv6Address> Router::lan_gateway6() const {
   return d.hosts_v6 ? std::optional(d.hosts_v6->gateway_v6()) : std::nullopt;
 }
 std::string Router::uplink_iface() const { return core()->router_data(id_).wan_name; }
-void Router::set_nat(Nat nat) const { core()->set_router_rules(id_, nat, std::nullopt); }
+void Router::set_nat(Nat nat) const { core()->set_router_rules(id_, {.nat = nat}); }
+void Router::set_nat(const NatConfig& config) const {
+  core()->set_router_rules(id_, {.nat = Nat::Custom, .nat_config = config});
+}
+void Router::set_nat_v6(NatV6Mode mode) const { core()->set_router_rules(id_, {.nat_v6 = mode}); }
 void Router::set_firewall(Firewall firewall) const {
-  core()->set_router_rules(id_, std::nullopt, firewall);
+  core()->set_router_rules(id_, {.firewall = firewall});
+}
+void Router::set_firewall(const FirewallConfig& config) const {
+  core()->set_router_rules(id_, {.firewall = Firewall::Custom, .firewall_config = config});
 }
 void Router::flush_nat_state() const { core()->flush_nat_state(id_); }
 

@@ -61,6 +61,8 @@ std::string_view to_string(Nat nat) {
       return "full-cone";
     case Nat::Cgnat:
       return "cgnat";
+    case Nat::Custom:
+      return "custom";
   }
   return "unknown";
 }
@@ -75,6 +77,8 @@ std::string_view to_string(Firewall firewall) {
       return "corporate";
     case Firewall::CaptivePortal:
       return "captive_portal";
+    case Firewall::Custom:
+      return "custom";
   }
   return "unknown";
 }

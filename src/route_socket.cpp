@@ -395,6 +395,20 @@ int RouteSocket::link_index(const std::string& name) {
   return rtnl_link_get_ifindex(link.get());
 }
 
+bool RouteSocket::link_oper_up(const std::string& name) {
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    throw Error(ErrorKind::kNotFound, node_,
+                "no interface " + quoted(name) + " in " + quoted(node_));
+  }
+  rtnl_link* raw = nullptr;
+  Failure f = run([&] { return rtnl_link_get_kernel(sock_, 0, name.c_str(), &raw); });
+  LinkPtr link(raw);
+  if (failed(f) || !link) {
+    throw_failure(node_, "look up interface " + quoted(name) + " in " + quoted(node_), f);
+  }
+  return rtnl_link_get_operstate(link.get()) == IF_OPER_UP;
+}
+
 namespace {
 
 // A bare RTM_SETLINK whose ifi_change names exactly the flags to touch; rtnl_link_change() would

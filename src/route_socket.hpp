@@ -78,6 +78,8 @@ class RouteSocket {
 
   // Interface index of `name`; throws Error(kNotFound) if there is none.
   int link_index(const std::string& name);
+  // Whether the link's operstate is UP (one RTM_GETLINK for that link only).
+  bool link_oper_up(const std::string& name);
   void set_link_up(int ifindex, bool up);
   void set_mtu(int ifindex, int mtu);
   // Deletes a link (for a veth, both ends go at once, wherever the peer lives).

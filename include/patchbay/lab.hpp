@@ -86,7 +86,12 @@ class RouterBuilder {
   // A preset supplies defaults for nat, firewall, ip_support and pool; explicit setters win.
   RouterBuilder& preset(RouterPreset p);
   RouterBuilder& nat(Nat n);
+  // A NAT of custom behaviour (the router then reports Nat::Custom).
+  RouterBuilder& nat(const NatConfig& config);
+  // IPv6 translation on the uplink (default None: IPv6 LANs are routed).
+  RouterBuilder& nat_v6(NatV6Mode mode);
   RouterBuilder& firewall(Firewall f);
+  RouterBuilder& firewall(const FirewallConfig& config);
   RouterBuilder& ip_support(IpSupport s);
   RouterBuilder& pool(LanPool p);
   // Attach below another router's LAN instead of the IX.
@@ -103,7 +108,10 @@ class RouterBuilder {
     std::string name;
     std::optional<RouterPreset> preset;
     std::optional<Nat> nat;
+    std::optional<NatConfig> nat_config;  // with nat == Custom
+    std::optional<NatV6Mode> nat_v6;
     std::optional<Firewall> firewall;
+    std::optional<FirewallConfig> firewall_config;  // with firewall == Custom
     std::optional<IpSupport> ip_support;
     std::optional<LanPool> pool;
     std::optional<std::string> upstream;

@@ -17,8 +17,9 @@
 //   // nat == {EndpointIndependent mapping, AddressAndPortDependent filtering}
 //
 // Every helper runs its sockets inside the nodes (a socket belongs to the namespace of the
-// thread that creates it); every wait is bounded by a timeout, none is a fixed sleep. The probes
-// speak IPv4 only, because only IPv4 is translated (IPv6 is routed, see docs/topology.md).
+// thread that creates it); every wait is bounded by a timeout, none is a fixed sleep. The RFC 5780
+// probe and hole punching speak IPv4 (IPv6 NAT is stateless NPTv6 or plain NAT66 masquerade, see
+// docs/ipv6-nat.md); the reflectors answer over both families.
 // Reflectors and the probe server stop, and their threads end, when the object is destroyed.
 #pragma once
 
@@ -161,43 +162,42 @@ NatBehavior probe_nat(const Node& client, const NatProbeServer& server,
                       std::chrono::milliseconds timeout = std::chrono::milliseconds(300));
 
 struct HolePunchOptions {
-  int tries = 5;                           // fresh sockets (new mappings) before giving up
-  int rounds = 10;                         // punch datagrams per side and try
-  std::chrono::milliseconds interval{20};  // between punch datagrams
-  bool prime = true;                       // low-TTL priming where the NATs are not neighbours
+  int tries = 1;                           // fresh sockets (new mappings) before giving up
+  int rounds = 10;                         // datagrams per side and try
+  std::chrono::milliseconds interval{20};  // between datagrams
 };
 
 struct HolePunchResult {
   bool success = false;  // both sides received a datagram from the other
-  // The source of the first punch datagram each side received from the other (last try).
+  // The source of the first datagram each side received from the other (last try).
   std::optional<boost::asio::ip::udp::endpoint> a_sees_b;
   std::optional<boost::asio::ip::udp::endpoint> b_sees_a;
-  // The reflexive endpoints the rendezvous reported in the last try (where the other side sent).
+  // The path: where each side sent its last datagram. The source it heard the other side from,
+  // or, if it heard nothing, the other side's reflexive endpoint.
+  std::optional<boost::asio::ip::udp::endpoint> a_sends_to;
+  std::optional<boost::asio::ip::udp::endpoint> b_sends_to;
+  // The reflexive endpoints the rendezvous reported in the last try (where punches went).
   std::optional<boost::asio::ip::udp::endpoint> a_reflexive;
   std::optional<boost::asio::ip::udp::endpoint> b_reflexive;
-  bool primed = false;  // both sides' priming datagrams expired beyond their own NATs
-  int tries = 0;        // tries used
-  int attempts = 0;     // punch rounds in the last try (of the side that sent more)
+  // Whether the first datagram a side heard was a punch of the other side, which got through
+  // the NATs to its reflexive endpoint, rather than an answer to its own punches.
+  bool a_heard_punch = false;
+  bool b_heard_punch = false;
+  int tries = 0;     // tries used
+  int attempts = 0;  // datagrams sent in the last try, by the side that sent more
 };
 
 // UDP hole punching between `a` and `b`, on one thread per side. In each try, each side binds a
 // fresh socket and learns its reflexive endpoint from `rendezvous` (a UdpReflector on a public
-// node); the endpoints are exchanged in-process. Each side then primes (below), both meet at a
-// spinning barrier and send to each other's reflexive endpoint, one datagram every `interval`,
-// until each has received one from the other or `rounds` datagrams went out. A failed try is
-// repeated with new sockets, up to `tries` times.
-//
-// On Linux NATs the first punch decides. If it reaches the other side's router before that
-// router has a mapping towards us, the router delivers it to itself, and the conntrack entry
-// this leaves takes the other side's port for our address: the router maps the other side's
-// punches to a different port, which our NAT filters out, and the try fails.
-//  * Priming avoids this: datagrams with TTL 1, 2, ... until one expires at a public router
-//    beyond our own NATs (ICMP time exceeded) open our mappings without reaching the other
-//    NAT. Deterministic — but only where a router lies between the two outermost NATs (their
-//    reflexive addresses are not in one /24), e.g. homes behind ISP routers.
-//  * NATs that are neighbours (both on the IX) cannot be primed: a try succeeds only if the two
-//    first punches cross in flight, which the spinning barrier makes likely when both threads
-//    get a CPU at once, and `tries` repeats otherwise (docs/nat-probes.md).
+// node); the endpoints are exchanged in-process. Each side then sends one datagram every
+// `interval`, `rounds` in all: "PUNCH" to the other side's reflexive endpoint until it hears
+// from the other side, then "ANSWER" to the source it heard it from (the first answer at once),
+// as ICE does with a peer-reflexive candidate. An answer is reply traffic on both NATs, so one
+// direction's punches getting through is enough. A try ends as soon as both sides heard each
+// other, or `interval` after both sent their last datagram: a failed try costs about
+// `rounds * interval` after the rendezvous answered. A failed try is repeated with new sockets,
+// up to `tries` times; with patchbay's NATs, which keep no state for a datagram they refuse, a
+// repeat meets the same NATs again and fails again.
 HolePunchResult hole_punch_udp(const Node& a, const Node& b, const UdpReflector& rendezvous,
                                const HolePunchOptions& options = {});
 

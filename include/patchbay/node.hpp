@@ -40,6 +40,8 @@
 #include <vector>
 
 #include "patchbay/addresses.hpp"
+#include "patchbay/firewall.hpp"
+#include "patchbay/nat.hpp"
 #include "patchbay/presets.hpp"
 #include "patchbay/process.hpp"
 
@@ -166,7 +168,15 @@ class Node {
 class Router : public Node {
  public:
   Nat nat() const;
+  // The NAT's behaviour (a preset's expanded, or the custom one); nullopt for Nat::None.
+  std::optional<NatConfig> nat_config() const;
+  NatV6Mode nat_v6() const;
+  // The outside /64 of NPTv6 (kept from its first use for the router's lifetime, so switching
+  // back gives the same addresses); nullopt while the router never used NPTv6.
+  std::optional<Ipv6Net> nptv6_prefix() const;
   Firewall firewall() const;
+  // The firewall's rules; nullopt for Firewall::None.
+  std::optional<FirewallConfig> firewall_config() const;
   IpSupport ip_support() const;
   // The router this one hangs below; nullopt for routers on the IX.
   std::optional<Router> upstream() const;
@@ -184,10 +194,15 @@ class Router : public Node {
   // Replace the NAT or the firewall of the running router: one atomic nftables transaction, so
   // there is no moment without rules. Existing connections keep their conntrack state (as on a
   // real router); flush_nat_state() drops it.
+  // Conntrack timeouts follow the new NAT (kernel defaults for Nat::None); NAT mappings of the
+  // old one are dropped with its table.
   void set_nat(Nat nat) const;
+  void set_nat(const NatConfig& config) const;
+  void set_nat_v6(NatV6Mode mode) const;
   void set_firewall(Firewall firewall) const;
-  // Deletes every conntrack entry of this router (IPv4 and IPv6) over ctnetlink: all NAT
-  // mappings and firewall state; the next packet of every flow is treated as new.
+  void set_firewall(const FirewallConfig& config) const;
+  // Forgets all NAT state of this router: every conntrack entry (IPv4 and IPv6, over
+  // ctnetlink) and every mapping the NAT remembers, so the next packet of every flow is new.
   void flush_nat_state() const;
 
   Router(std::weak_ptr<internal::LabCore> lab, NodeId id, std::string name)

@@ -16,11 +16,14 @@
 
 namespace patchbay {
 
-// IPv4 NAT on the router's uplink. None: LAN addresses are public and routed.
-enum class Nat { None, Home, Corporate, CloudNat, FullCone, Cgnat };
+// IPv4 NAT on the router's uplink. None: LAN addresses are public and routed. Each other value
+// stands for a NatConfig (nat.hpp: NatConfig::preset); Custom is what a router reports when it
+// was given a NatConfig of its own.
+enum class Nat { None, Home, Corporate, CloudNat, FullCone, Cgnat, Custom };
 
-// Forward-path filtering in front of the LAN.
-enum class Firewall { None, BlockInbound, Corporate, CaptivePortal };
+// Forward-path filtering in front of the LAN (firewall.hpp: FirewallConfig::preset). Custom: a
+// FirewallConfig of the router's own.
+enum class Firewall { None, BlockInbound, Corporate, CaptivePortal, Custom };
 
 enum class IpSupport { V4Only, V6Only, DualStack };
 

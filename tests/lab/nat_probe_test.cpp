@@ -1,10 +1,13 @@
 // NAT probes against real kernel NAT: reflectors, the RFC 5780 classification per router
-// preset, and UDP hole punching. The expectations are what Linux conntrack/masquerade really
-// does with the rulesets patchbay installs today; comments say why.
+// preset, and UDP hole punching. The expectations are what the kernel really does with the
+// rulesets patchbay installs (conntrack plus nftables maps, src/nat_rules.cpp); comments say why.
+// The hole-punching matrix over all NAT kinds is tests/lab/hole_punch_matrix_test.cpp.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <ostream>
+#include <string>
 #include <thread>
 
 #include "patchbay/gtest.hpp"
@@ -207,7 +210,7 @@ TEST_F(NatProbeTest, CorporateFirewallBlocksTheProbe) {
   }
 }
 
-TEST_F(NatProbeTest, FullConeTodayIsEndpointIndependentMappingOnly) {
+TEST_F(NatProbeTest, FullConeIsEndpointIndependentBothWays) {
   build_dc();
   // FullCone without the Home preset's firewall, so only the NAT itself decides.
   Router fc = lab()
@@ -218,12 +221,11 @@ TEST_F(NatProbeTest, FullConeTodayIsEndpointIndependentMappingOnly) {
                   .build();
   Device client = client_behind(fc);
   auto server = patchbay::NatProbeServer::start(*stun1_, *stun2_, kStunPort1, kStunPort2);
-  // The current FullCone is masquerade without the inbound filter but also without an inbound
-  // (DNAT) mapping: a datagram from a new remote creates a new conntrack entry addressed to the
-  // router itself, which has no socket there, so it never reaches the client. The probe
-  // therefore sees APDF. The NAT work will add the inbound mapping; then this becomes EIM/EIF.
+  // One external port per internal endpoint (EIM), and the inbound mapping takes a datagram
+  // from any address and port to it (EIF): the reply from A2:p2 arrives although the client
+  // only ever sent to A1:p1.
   EXPECT_EQ(patchbay::probe_nat(client, server),
-            (NatBehavior{NatMapping::EndpointIndependent, NatFiltering::AddressAndPortDependent}));
+            (NatBehavior{NatMapping::EndpointIndependent, NatFiltering::EndpointIndependent}));
 }
 
 TEST_F(NatProbeTest, ProbeServerStopsItsThreads) {
@@ -242,35 +244,61 @@ TEST_F(NatProbeTest, ProbeServerStopsItsThreads) {
 
 // ---- hole punching ----
 
-TEST_F(NatProbeTest, HolePunchBetweenTwoHomeNatsSucceeds) {
+// How the two homes reach the IX.
+enum class Wiring {
+  OnTheIx,           // both NATs are neighbours on the IX bridge
+  BehindIspRouters,  // each NAT below a Public ISP router: a routed hop between them
+};
+
+std::string to_string(Wiring w) { return w == Wiring::OnTheIx ? "OnTheIx" : "BehindIspRouters"; }
+void PrintTo(Wiring w, std::ostream* os) { *os << to_string(w); }
+std::string wiring_name(const ::testing::TestParamInfo<Wiring>& info) {
+  return to_string(info.param);
+}
+
+class HomeHolePunch : public NatProbeTest, public ::testing::WithParamInterface<Wiring> {};
+
+TEST_P(HomeHolePunch, SucceedsInTheFirstTry) {
   build_dc();
-  // Each home behind its own (routed) ISP router: the ISP routers are where the priming
-  // datagrams expire. Two homes directly on the IX would be NAT neighbours, where a try is a
-  // race between the first punches (see hole_punch_udp and docs/nat-probes.md).
-  Router isp1 = lab().add_router("isp1").preset(RouterPreset::Public).build();
-  Router isp2 = lab().add_router("isp2").preset(RouterPreset::Public).build();
-  Router home1 = lab().add_router("home1").preset(RouterPreset::Home).upstream(isp1).build();
-  Router home2 = lab().add_router("home2").preset(RouterPreset::Home).upstream(isp2).build();
+  auto home = [&](const std::string& name, const std::string& isp) {
+    auto builder = lab().add_router(name).preset(RouterPreset::Home);
+    if (GetParam() == Wiring::BehindIspRouters) {
+      builder.upstream(lab().add_router(isp).preset(RouterPreset::Public).build());
+    }
+    return builder.build();
+  };
+  Router home1 = home("home1", "isp1");
+  Router home2 = home("home2", "isp2");
   Device a = client_behind(home1, "a");
   Device b = client_behind(home2, "b");
   auto rendezvous = patchbay::UdpReflector::start(*stun1_, kReflectorPort);
   const std::size_t baseline = lab().thread_count();
 
-  // EIM on both sides: each side's punches arrive at the mapping the rendezvous saw, and once
-  // both sides have sent (primed), each NAT's established-only filter lets the other in.
-  patchbay::HolePunchResult r = patchbay::hole_punch_udp(a, b, rendezvous);
+  // EIM on both sides: each side's punches come from the mapping the rendezvous saw. The first
+  // punch to reach the other NAT before that NAT sent anything is dropped by its APDF filter
+  // before conntrack keeps it; the next one is a reply of the other side's own flow and gets
+  // in. No race, no priming: the first try succeeds, in either wiring.
+  patchbay::HolePunchOptions options;
+  options.tries = 1;
+  patchbay::HolePunchResult r = patchbay::hole_punch_udp(a, b, rendezvous, options);
   EXPECT_TRUE(r.success);
-  EXPECT_TRUE(r.primed);
-  EXPECT_EQ(r.tries, 1) << "priming makes the first try succeed";
+  EXPECT_EQ(r.tries, 1);
   ASSERT_TRUE(r.a_reflexive && r.b_reflexive);
   EXPECT_EQ(r.a_reflexive->address(), asio::ip::address(*home1.uplink_ip()));
   EXPECT_EQ(r.b_reflexive->address(), asio::ip::address(*home2.uplink_ip()));
+  // Both talk to the reflexive endpoints: the path the rendezvous saw.
   EXPECT_EQ(r.a_sees_b, r.b_reflexive);
   EXPECT_EQ(r.b_sees_a, r.a_reflexive);
-  EXPECT_GE(r.attempts, 1);
+  EXPECT_EQ(r.a_sends_to, r.b_reflexive);
+  EXPECT_EQ(r.b_sends_to, r.a_reflexive);
+  // It ended at the first success, long before the rounds ran out.
+  EXPECT_LT(r.attempts, options.rounds);
   // Only the two punch threads ran, and they are gone.
   EXPECT_TRUE(thread_count_returns_to(baseline)) << lab().thread_count();
 }
+
+INSTANTIATE_TEST_SUITE_P(Wirings, HomeHolePunch,
+                         ::testing::Values(Wiring::OnTheIx, Wiring::BehindIspRouters), wiring_name);
 
 TEST_F(NatProbeTest, HolePunchBetweenHomeAndSymmetricNatFails) {
   build_dc();
@@ -285,20 +313,68 @@ TEST_F(NatProbeTest, HolePunchBetweenHomeAndSymmetricNatFails) {
   auto rendezvous = patchbay::UdpReflector::start(*stun1_, kReflectorPort);
 
   // RFC 4787 §4.1/§5: corp maps b's flow to a to a fresh random port, not the one the
-  // rendezvous saw. a sends to that stale port, where corp has no mapping for a (APDF drops
-  // it); b's datagrams come from a port home has never sent to, so home's APDF drops them
-  // too. Neither side hears anything, in every try.
+  // rendezvous saw. b's datagrams come from a port home has never sent to, so home's APDF
+  // drops them; a's arrive at the port the rendezvous saw, where corp's APDF drops them (b sent
+  // to a from another port). Neither side hears anything, in every try.
   patchbay::HolePunchOptions options;
   options.tries = 2;
-  options.rounds = 10;
+  options.rounds = 5;
+  options.interval = milliseconds(20);
+  const auto start = std::chrono::steady_clock::now();
   patchbay::HolePunchResult r = patchbay::hole_punch_udp(a, b, rendezvous, options);
+  const auto took = std::chrono::steady_clock::now() - start;
   EXPECT_FALSE(r.success);
   EXPECT_EQ(r.a_sees_b, std::nullopt);
   EXPECT_EQ(r.b_sees_a, std::nullopt);
-  ASSERT_TRUE(r.b_reflexive);
+  ASSERT_TRUE(r.a_reflexive && r.b_reflexive);
   EXPECT_EQ(r.b_reflexive->address(), asio::ip::address(*corp.uplink_ip()));
+  // Nobody heard anything, so each side kept punching at the other's reflexive endpoint.
+  EXPECT_EQ(r.a_sends_to, r.b_reflexive);
+  EXPECT_EQ(r.b_sends_to, r.a_reflexive);
   EXPECT_EQ(r.tries, 2);
-  EXPECT_EQ(r.attempts, 10);
+  EXPECT_EQ(r.attempts, options.rounds);
+  // Each try sent all its rounds before giving up.
+  EXPECT_GE(took, options.tries * options.rounds * options.interval);
+}
+
+TEST_F(NatProbeTest, HolePunchAnswersWhereThePeerWasHeard) {
+  build_dc();
+  Router fc = lab().add_router("fc").nat(patchbay::Nat::FullCone).build();
+  Router corp = lab().add_router("corp").nat(patchbay::Nat::Corporate).build();
+  Device a = client_behind(fc, "a");
+  Device b = client_behind(corp, "b");
+  auto rendezvous = patchbay::UdpReflector::start(*stun1_, kReflectorPort);
+
+  // Only one direction's punches get through: corp's (APDM) come from a fresh port, which
+  // FullCone (EIF) lets in; FullCone's hit corp's APDF filter. a answers to the fresh port, and
+  // that answer is a reply on both NATs: b hears it from a's reflexive endpoint.
+  patchbay::HolePunchResult r = patchbay::hole_punch_udp(a, b, rendezvous);
+  ASSERT_TRUE(r.success);
+  ASSERT_TRUE(r.a_reflexive && r.b_reflexive);
+  EXPECT_TRUE(r.a_heard_punch);
+  EXPECT_FALSE(r.b_heard_punch) << "b heard only a's answer";
+  EXPECT_EQ(r.a_sees_b->address(), asio::ip::address(*corp.uplink_ip()));
+  EXPECT_NE(r.a_sees_b->port(), r.b_reflexive->port()) << "corp's mapping towards a is new";
+  EXPECT_EQ(r.a_sends_to, r.a_sees_b);
+  EXPECT_EQ(r.b_sees_a, r.a_reflexive);
+  EXPECT_EQ(r.b_sends_to, r.a_reflexive);
+}
+
+TEST_F(NatProbeTest, HolePunchReportsAMissingRendezvous) {
+  build_dc();
+  Router home = lab().add_router("home").preset(RouterPreset::Home).build();
+  Device a = client_behind(home, "a");
+  Device b = client_behind(*dc_, "b");
+  auto rendezvous = patchbay::UdpReflector::start(*stun1_, kReflectorPort);
+  rendezvous.stop();
+  // Without reflexive endpoints there is nothing to punch to: no datagram goes out.
+  patchbay::HolePunchResult r = patchbay::hole_punch_udp(a, b, rendezvous);
+  EXPECT_FALSE(r.success);
+  EXPECT_EQ(r.a_reflexive, std::nullopt);
+  EXPECT_EQ(r.b_reflexive, std::nullopt);
+  EXPECT_EQ(r.a_sends_to, std::nullopt);
+  EXPECT_EQ(r.attempts, 0);
+  EXPECT_EQ(r.tries, 1);
 }
 
 }  // namespace

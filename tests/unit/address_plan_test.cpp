@@ -5,6 +5,7 @@
 #include <bit>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "patchbay/error.hpp"
 
@@ -183,6 +184,83 @@ TEST(AddressPlan, CopiesAllocateIndependently) {
   EXPECT_EQ(draft.next_ix_v4(), v4("198.18.0.10"));
   EXPECT_EQ(committed.next_lan_v4(LanPool::Private).to_string(), "10.0.2.0/24");
   EXPECT_EQ(committed.next_ix_v4(), v4("198.18.0.10"));
+}
+
+TEST(AddressPlan, Nptv6PrefixesComeFromTheirOwnPoolInOrder) {
+  AddressPlan plan;
+  EXPECT_EQ(AddressPlan::nptv6_pool().to_string(), "2001:db8:ff00::/48");
+  EXPECT_EQ(plan.next_nptv6().to_string(), "2001:db8:ff00:1::/64");
+  EXPECT_EQ(plan.next_nptv6().to_string(), "2001:db8:ff00:2::/64");
+  // LAN allocations do not move the NPTv6 counter, nor the other way round.
+  EXPECT_EQ(plan.next_lan_v6(LanPool::Private).to_string(), "fd10:0:0:1::/64");
+  EXPECT_EQ(plan.next_nptv6().to_string(), "2001:db8:ff00:3::/64");
+}
+
+TEST(AddressPlan, Nptv6PoolIsDisjointFromEveryOtherV6Pool) {
+  // Upstream derived the outside prefix from the uplink address, which collided with ULA LANs
+  // (sub-router uplinks are fd10:0:0:N::x). Check the pool against the first and last prefix
+  // of every v6 pool, and the IX.
+  const Ipv6Net pool = AddressPlan::nptv6_pool();
+  AddressPlan plan;
+  std::vector<Ipv6Net> others = {AddressPlan::ix_v6()};
+  Ipv6Net last_public, last_private;
+  for (int i = 1; i <= 0xffff; ++i) {
+    last_public = plan.next_lan_v6(LanPool::Public);
+    last_private = plan.next_lan_v6(LanPool::Private);
+    if (i == 1) {
+      others.push_back(last_public);
+      others.push_back(last_private);
+    }
+  }
+  others.push_back(last_public);
+  others.push_back(last_private);
+  for (const Ipv6Net& other : others) {
+    EXPECT_FALSE(pool.contains(other.address)) << other.to_string();
+    EXPECT_FALSE(other.contains(pool.address)) << other.to_string();
+  }
+}
+
+TEST(AddressPlan, ReleasedNptv6PrefixesAreReusedLowestFirst) {
+  AddressPlan plan;
+  const Ipv6Net a = plan.next_nptv6();
+  const Ipv6Net b = plan.next_nptv6();
+  const Ipv6Net c = plan.next_nptv6();
+  plan.release_nptv6(c);
+  plan.release_nptv6(a);
+  EXPECT_EQ(plan.next_nptv6(), a);
+  EXPECT_EQ(plan.next_nptv6(), c);
+  EXPECT_EQ(plan.next_nptv6().to_string(), "2001:db8:ff00:4::/64");
+  EXPECT_NE(a, b);
+}
+
+TEST(AddressPlan, ReleasingForeignOrUnallocatedNptv6PrefixesChangesNothing) {
+  AddressPlan plan;
+  plan.release_nptv6(Ipv6Net{v6("fd10:0:0:1::"), 64});       // not from the pool
+  plan.release_nptv6(Ipv6Net{v6("2001:db8:ff00:7::"), 64});  // never handed out
+  plan.release_nptv6(Ipv6Net{v6("2001:db8:ff00::"), 64});    // subnet 0 is never used
+  plan.release_nptv6(Ipv6Net{v6("2001:db8:ff00:1::"), 48});  // not one of its /64s
+  EXPECT_EQ(plan.next_nptv6().to_string(), "2001:db8:ff00:1::/64");
+  EXPECT_EQ(plan.next_nptv6().to_string(), "2001:db8:ff00:2::/64");
+}
+
+TEST(AddressPlan, Nptv6PoolEndsAfterGroupFfffAndRefillsOnRelease) {
+  AddressPlan plan;
+  Ipv6Net last;
+  for (int i = 1; i <= 0xffff; ++i) last = plan.next_nptv6();
+  EXPECT_EQ(last.to_string(), "2001:db8:ff00:ffff::/64");
+  expect_invalid([&] { plan.next_nptv6(); }, "NPTv6 prefix pool exhausted");
+  plan.release_nptv6(Ipv6Net{v6("2001:db8:ff00:1234::"), 64});
+  EXPECT_EQ(plan.next_nptv6().to_string(), "2001:db8:ff00:1234::/64");
+  expect_invalid([&] { plan.next_nptv6(); }, "NPTv6 prefix pool exhausted");
+}
+
+TEST(AddressPlan, Nptv6AllocationsOnACopyLeaveTheOriginalAlone) {
+  // A failed build or runtime change drops its copy: nothing leaks into the lab's plan.
+  AddressPlan committed;
+  committed.next_nptv6();
+  AddressPlan draft = committed;
+  EXPECT_EQ(draft.next_nptv6().to_string(), "2001:db8:ff00:2::/64");
+  EXPECT_EQ(committed.next_nptv6().to_string(), "2001:db8:ff00:2::/64");
 }
 
 TEST(LanHosts, GatewayIsFirstHostAndHostsFollowFromOffsetTwo) {
