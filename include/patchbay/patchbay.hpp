@@ -17,6 +17,7 @@
 #include "patchbay/error.hpp"
 #include "patchbay/firewall.hpp"
 #include "patchbay/lab.hpp"
+#include "patchbay/link_condition.hpp"
 #include "patchbay/nat.hpp"
 #include "patchbay/nat_probe.hpp"
 #include "patchbay/node.hpp"

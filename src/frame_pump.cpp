@@ -1,0 +1,438 @@
+#include "frame_pump.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if_packet.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <future>
+#include <limits>
+#include <utility>
+
+#include "patchbay/error.hpp"
+#include "worker_thread.hpp"
+
+namespace patchbay::internal {
+namespace {
+
+// struct virtio_net_hdr (legacy, native byte order) — <linux/virtio_net.h> does not compile as
+// C++ (a member named `class`).
+struct virtio_net_hdr {
+  std::uint8_t flags;
+  std::uint8_t gso_type;
+  std::uint16_t hdr_len;
+  std::uint16_t gso_size;
+  std::uint16_t csum_start;
+  std::uint16_t csum_offset;
+};
+static_assert(sizeof(virtio_net_hdr) == 10);
+constexpr std::uint8_t VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+constexpr std::uint8_t VIRTIO_NET_HDR_GSO_NONE = 0;
+constexpr std::uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
+
+constexpr std::size_t kVnetHdrLen = sizeof(virtio_net_hdr);
+// Largest frame a GSO superpacket can make, with room to spare (BIG TCP is off on veth/TAP).
+constexpr std::size_t kBufLen = 256u << 10;
+// Frames read from one endpoint per wakeup, so one busy link cannot starve the others.
+constexpr int kReadBatch = 64;
+constexpr int kSocketBuffer = 16 << 20;
+
+std::int64_t now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+[[noreturn]] void kernel_error(const std::string& culprit, const std::string& what) {
+  int err = errno;
+  throw Error(ErrorKind::kKernel, culprit, "link emulator for '" + culprit + "': " + what, err);
+}
+
+void set_nonblocking(int fd, const std::string& culprit) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    kernel_error(culprit, "cannot make fd non-blocking");
+  }
+}
+
+// Internet checksum of [data, data+len) folded to 16 bits (not inverted).
+std::uint16_t fold_sum(const unsigned char* data, std::size_t len) {
+  std::uint64_t sum = 0;
+  std::size_t i = 0;
+  for (; i + 1 < len; i += 2) sum += (std::uint32_t{data[i]} << 8) | data[i + 1];
+  if (i < len) sum += std::uint32_t{data[i]} << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<std::uint16_t>(sum);
+}
+
+// Completes a partial checksum (the field already holds the pseudo-header sum) so that a bit
+// flipped afterwards shows up as a bad checksum at the receiver. False if the header is bogus.
+bool complete_checksum(unsigned char* frame, std::size_t len, virtio_net_hdr& hdr) {
+  std::size_t start = hdr.csum_start;
+  std::size_t field = start + hdr.csum_offset;
+  if (start >= len || field + 2 > len) return false;
+  std::uint16_t sum = static_cast<std::uint16_t>(~fold_sum(frame + start, len - start));
+  if (sum == 0 && hdr.csum_offset == 6) sum = 0xffff;  // UDP: 0 means "no checksum"
+  frame[field] = static_cast<unsigned char>(sum >> 8);
+  frame[field + 1] = static_cast<unsigned char>(sum & 0xff);
+  hdr.flags &= static_cast<std::uint8_t>(~VIRTIO_NET_HDR_F_NEEDS_CSUM);
+  return true;
+}
+
+}  // namespace
+
+UniqueFd open_tap(const std::string& name, const std::string& culprit) {
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    throw Error(ErrorKind::kInvalidArgument, culprit,
+                "link emulator for '" + culprit + "': bad TAP name '" + name + "'");
+  }
+  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK));
+  if (!fd.valid()) kernel_error(culprit, "cannot open /dev/net/tun");
+  ifreq ifr{};
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  std::memcpy(ifr.ifr_name, name.data(), name.size());
+  if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) kernel_error(culprit, "TUNSETIFF '" + name + "'");
+  int hdr_len = static_cast<int>(kVnetHdrLen);
+  if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &hdr_len) < 0) {
+    kernel_error(culprit, "TUNSETVNETHDRSZ '" + name + "'");
+  }
+  // Without these the kernel segments and checksums every frame before handing it to us, and
+  // the pump becomes CPU-bound at ~2 Gbit/s.
+  unsigned long offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+  if (::ioctl(fd.get(), TUNSETOFFLOAD, offloads) < 0) {
+    kernel_error(culprit, "TUNSETOFFLOAD '" + name + "'");
+  }
+  return fd;
+}
+
+UniqueFd open_packet_socket(int ifindex, const std::string& culprit) {
+  // Protocol 0 until bound, so no frame of another interface slips in before bind().
+  UniqueFd fd(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) kernel_error(culprit, "cannot open AF_PACKET socket");
+  int one = 1;
+  if (::setsockopt(fd.get(), SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) < 0) {
+    kernel_error(culprit, "PACKET_VNET_HDR");
+  }
+  if (::setsockopt(fd.get(), SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) {
+    kernel_error(culprit, "PACKET_IGNORE_OUTGOING");
+  }
+  // The default 208 KiB holds three GSO superpackets or ~250 small frames: a burst arriving
+  // while the loop is busy would be lost before the model sees it. FORCE works with
+  // CAP_NET_ADMIN over the namespace; otherwise take what rmem_max allows.
+  int buf = kSocketBuffer;
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf) < 0) {
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  }
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf) < 0) {
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  }
+  sockaddr_ll sll{};
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = ifindex;
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sll), sizeof sll) < 0) {
+    kernel_error(culprit, "cannot bind AF_PACKET socket to ifindex " + std::to_string(ifindex));
+  }
+  return fd;
+}
+
+struct FramePump::Endpoint {
+  Link* link;
+  int side;  // 0: a, 1: b; frames read here go out of the other side
+  bool watched = true;
+};
+
+struct FramePump::Link {
+  struct Held {
+    std::int64_t at;
+    std::uint64_t seq;  // ties keep arrival order
+    std::vector<unsigned char> frame;
+  };
+  struct Direction {
+    LinkModel model;
+    // Min-heap on (at, seq): without reorder_pct the model's departures are already in order
+    // and this is a FIFO; with it, reordered frames overtake held ones.
+    std::vector<Held> held;
+    std::size_t held_bytes = 0;
+    std::uint64_t next_seq = 0;
+    DirectionStats stats;
+  };
+  static bool later(const Held& x, const Held& y) {
+    return x.at != y.at ? x.at > y.at : x.seq > y.seq;
+  }
+
+  LinkId id;
+  UniqueFd fd[2];
+  Endpoint ep[2];
+  Direction dir[2];  // dir[s]: frames read from side s
+};
+
+FramePump::FramePump() : buf_(kBufLen) {
+  epoll_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  timer_ = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!epoll_.valid() || !wake_.valid() || !timer_.valid()) {
+    kernel_error("frame pump", "cannot create epoll/eventfd/timerfd");
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &wake_;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) {
+    kernel_error("frame pump", "epoll_ctl eventfd");
+  }
+  ev.data.ptr = &timer_;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, timer_.get(), &ev) < 0) {
+    kernel_error("frame pump", "epoll_ctl timerfd");
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+FramePump::~FramePump() {
+  try {
+    call([this] { stopping_ = true; });
+  } catch (...) {
+    // The loop is gone already; nothing else to stop.
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void FramePump::call(std::function<void()> fn) {
+  std::packaged_task<void()> task(std::move(fn));
+  std::future<void> done = task.get_future();
+  {
+    std::lock_guard lock(mu_);
+    commands_.emplace_back([&task] { task(); });
+  }
+  std::uint64_t one = 1;
+  if (::write(wake_.get(), &one, sizeof one) < 0 && errno != EAGAIN) {
+    kernel_error("frame pump", "cannot wake the loop");
+  }
+  done.get();
+}
+
+FramePump::Link& FramePump::find(LinkId id, const char* what) {
+  auto it = links_.find(id);
+  if (it == links_.end()) {
+    throw Error(ErrorKind::kNotFound, "link " + std::to_string(id),
+                std::string("link emulator: ") + what + ": no link " + std::to_string(id));
+  }
+  return *it->second;
+}
+
+FramePump::LinkId FramePump::add_link(UniqueFd a, UniqueFd b, const LinkModelParams& a_to_b,
+                                      const LinkModelParams& b_to_a, std::uint64_t seed) {
+  LinkId id = 0;
+  call([&] {
+    id = next_id_++;
+    const std::string culprit = "link " + std::to_string(id);
+    set_nonblocking(a.get(), culprit);
+    set_nonblocking(b.get(), culprit);
+    auto link = std::unique_ptr<Link>(new Link{
+        id,
+        {std::move(a), std::move(b)},
+        {Endpoint{nullptr, 0, true}, Endpoint{nullptr, 1, true}},
+        {Link::Direction{LinkModel(a_to_b, derive_seed(seed, 0, 0)), {}, 0, 0, {}},
+         Link::Direction{LinkModel(b_to_a, derive_seed(seed, 0, 1)), {}, 0, 0, {}}},
+    });
+    for (int s = 0; s < 2; ++s) {
+      link->ep[s].link = link.get();
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.ptr = &link->ep[s];
+      if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, link->fd[s].get(), &ev) < 0) {
+        if (s == 1) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, link->fd[0].get(), nullptr);
+        kernel_error(culprit, "epoll_ctl endpoint");
+      }
+    }
+    links_.emplace(id, std::move(link));
+  });
+  return id;
+}
+
+void FramePump::set_params(LinkId id, const LinkModelParams& a_to_b,
+                           const LinkModelParams& b_to_a) {
+  call([&] {
+    Link& link = find(id, "set_params");
+    link.dir[0].model.set_params(a_to_b);
+    link.dir[1].model.set_params(b_to_a);
+  });
+}
+
+void FramePump::remove_link(LinkId id) {
+  call([&] {
+    Link& link = find(id, "remove_link");
+    for (int s = 0; s < 2; ++s) {
+      if (link.ep[s].watched) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, link.fd[s].get(), nullptr);
+    }
+    links_.erase(id);
+  });
+}
+
+FramePump::LinkStats FramePump::stats(LinkId id) {
+  LinkStats out;
+  call([&] {
+    Link& link = find(id, "stats");
+    for (int side = 0; side < 2; ++side) {
+      // AF_PACKET counts what overflowed its receive buffer before we read it (the counters
+      // reset on every read, hence the sum). Fails harmlessly on a TAP fd.
+      tpacket_stats st{};
+      socklen_t len = sizeof st;
+      if (::getsockopt(link.fd[side].get(), SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0) {
+        link.dir[side].stats.socket_drops += st.tp_drops;
+      }
+    }
+    out = LinkStats{link.dir[0].stats, link.dir[1].stats};
+  });
+  return out;
+}
+
+void FramePump::on_readable(Endpoint& ep) {
+  Link& link = *ep.link;
+  Link::Direction& dir = link.dir[ep.side];
+  const int out_fd = link.fd[1 - ep.side].get();
+  for (int i = 0; i < kReadBatch; ++i) {
+    ssize_t n = ::read(link.fd[ep.side].get(), buf_.data(), buf_.size());
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) return;
+      if (errno == ENETDOWN) continue;  // AF_PACKET reports a link flap once; keep going
+      // The endpoint is gone (e.g. its device was deleted): stop watching it rather than spin.
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, link.fd[ep.side].get(), nullptr);
+      ep.watched = false;
+      return;
+    }
+    if (static_cast<std::size_t>(n) < kVnetHdrLen) continue;
+    const std::size_t len = static_cast<std::size_t>(n);
+    virtio_net_hdr hdr;
+    std::memcpy(&hdr, buf_.data(), kVnetHdrLen);
+    const bool gso = (hdr.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE;
+    ++dir.stats.frames_in;
+    if (gso) ++dir.stats.gso_frames;
+
+    const std::int64_t now = now_ns();
+    std::vector<LinkModel::Departure> departures =
+        dir.model.admit(LinkModel::Time(now), len - kVnetHdrLen);
+    if (departures.empty()) ++dir.stats.model_drops;
+    for (const LinkModel::Departure& d : departures) {
+      std::vector<unsigned char> frame(buf_.begin(), buf_.begin() + n);
+      if (d.corrupt_bit) {
+        virtio_net_hdr h;
+        std::memcpy(&h, frame.data(), kVnetHdrLen);
+        unsigned char* eth = frame.data() + kVnetHdrLen;
+        const std::size_t eth_len = len - kVnetHdrLen;
+        if (gso ||
+            ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !complete_checksum(eth, eth_len, h))) {
+          ++dir.stats.corrupt_gso_drops;
+          continue;
+        }
+        std::memcpy(frame.data(), &h, kVnetHdrLen);
+        const std::size_t bit = *d.corrupt_bit % (8 * eth_len);
+        eth[bit / 8] ^= static_cast<unsigned char>(1u << (bit % 8));
+      }
+      const std::int64_t at = d.at.count();
+      if (at <= now && dir.held.empty()) {
+        // Due now and nothing ahead of it: skip the hold (the common 0 ms case).
+        if (::write(out_fd, frame.data(), frame.size()) < 0) {
+          ++dir.stats.write_errors;
+        } else {
+          ++dir.stats.frames_out;
+        }
+        continue;
+      }
+      if (dir.held_bytes + frame.size() > kMaxHeldBytes) {
+        ++dir.stats.backlog_drops;
+        continue;
+      }
+      dir.held_bytes += frame.size();
+      dir.held.push_back(Link::Held{at, dir.next_seq++, std::move(frame)});
+      std::push_heap(dir.held.begin(), dir.held.end(), Link::later);
+    }
+  }
+}
+
+void FramePump::flush_due(Link& link, int side, std::int64_t now) {
+  Link::Direction& dir = link.dir[side];
+  const int out_fd = link.fd[1 - side].get();
+  while (!dir.held.empty() && dir.held.front().at <= now) {
+    std::pop_heap(dir.held.begin(), dir.held.end(), Link::later);
+    Link::Held& h = dir.held.back();
+    if (::write(out_fd, h.frame.data(), h.frame.size()) < 0) {
+      ++dir.stats.write_errors;
+    } else {
+      ++dir.stats.frames_out;
+    }
+    dir.held_bytes -= h.frame.size();
+    dir.held.pop_back();
+  }
+}
+
+void FramePump::arm_timer() {
+  std::int64_t next = std::numeric_limits<std::int64_t>::max();
+  for (auto& [id, link] : links_) {
+    for (Link::Direction& dir : link->dir) {
+      if (!dir.held.empty()) next = std::min(next, dir.held.front().at);
+    }
+  }
+  itimerspec spec{};  // all zero: disarm
+  if (next != std::numeric_limits<std::int64_t>::max()) {
+    // An absolute time of 0 would disarm; anything already due fires at once.
+    next = std::max<std::int64_t>(next, 1);
+    spec.it_value.tv_sec = next / 1'000'000'000;
+    spec.it_value.tv_nsec = next % 1'000'000'000;
+  }
+  ::timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
+}
+
+void FramePump::run() {
+  set_current_thread_name("frame-pump");
+  constexpr int kMaxEvents = 64;
+  epoll_event events[kMaxEvents];
+  while (!stopping_) {
+    const std::int64_t now = now_ns();
+    for (auto& [id, link] : links_) {
+      flush_due(*link, 0, now);
+      flush_due(*link, 1, now);
+    }
+    arm_timer();
+    int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, -1);
+    if (n < 0) continue;  // EINTR
+    bool woken = false;
+    for (int i = 0; i < n; ++i) {
+      void* tag = events[i].data.ptr;
+      if (tag == &wake_) {
+        woken = true;
+      } else if (tag == &timer_) {
+        std::uint64_t expirations;
+        [[maybe_unused]] ssize_t r = ::read(timer_.get(), &expirations, sizeof expirations);
+      } else {
+        on_readable(*static_cast<Endpoint*>(tag));
+      }
+    }
+    // Commands last: one may remove a link whose endpoint appears later in `events`.
+    if (woken) {
+      std::uint64_t count;
+      [[maybe_unused]] ssize_t r = ::read(wake_.get(), &count, sizeof count);
+      std::vector<std::function<void()>> commands;
+      {
+        std::lock_guard lock(mu_);
+        commands.swap(commands_);
+      }
+      for (std::function<void()>& c : commands) c();  // packaged_task keeps exceptions
+    }
+  }
+  // Held frames and fds go with the links, on this thread, before join() returns.
+  links_.clear();
+}
+
+}  // namespace patchbay::internal
