@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/ip_icmp.h>
@@ -18,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -172,6 +174,17 @@ IpPrefix prefix(const char* address, int len) {
 
 class FramePumpTest : public ::testing::Test {
  protected:
+  // TAP devices need /dev/net/tun, which some machines keep root-only (0600) even for a user
+  // that owns its namespaces. The emulator will need an AF_PACKET-only splice there.
+  void SetUp() override {
+    int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      GTEST_SKIP() << "cannot open /dev/net/tun: " << std::strerror(errno)
+                   << " (TAP devices unavailable to this user)";
+    }
+    ::close(fd);
+  }
+
   FramePumpTest() {
     int br = m_.sock().add_bridge("br0", std::nullopt, true);
     m_.sock().add_veth(VethEnd{"ma", -1, std::nullopt, true, 0, std::nullopt},
