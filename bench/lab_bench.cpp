@@ -5,6 +5,8 @@
 //                  bookkeeping, no validation): Lab100 / RawFloor100 is the library's overhead.
 //   NatApply      — NftSocket::install of a Home NAT ruleset into a fresh router namespace
 //   NatModeSwitch — NftSocket::apply switching a live router between Home and Corporate NAT
+//   LinkTcp/*     — TCP throughput over a plain link and through the link emulator
+//                   (link_bench.cpp)
 // Each measured iteration of the lab benchmarks is one create + destroy. The kernel frees
 // namespaces asynchronously (cleanup_net, with RCU grace periods) after we close the last fd, and
 // that work stalls the next namespace creation now and then. By default every iteration
@@ -25,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "link_bench.hpp"
 #include "netns.hpp"
 #include "nft_ruleset.hpp"
 #include "patchbay/patchbay.hpp"
@@ -286,6 +289,7 @@ int main(int argc, char** argv) {
   register_lab_benchmark("RawFloor100", RawFloor100, 10, 2000);
   register_nat_benchmark("NatApply", NatApply, 200);
   register_nat_benchmark("NatModeSwitch", NatModeSwitch, 200);
+  register_link_benchmarks();
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -21,28 +21,14 @@
 #include <limits>
 #include <utility>
 
+#include "gso_segment.hpp"
 #include "patchbay/error.hpp"
+#include "virtio_net_hdr.hpp"
 #include "worker_thread.hpp"
 
 namespace patchbay::internal {
 namespace {
 
-// struct virtio_net_hdr (legacy, native byte order) — <linux/virtio_net.h> does not compile as
-// C++ (a member named `class`).
-struct virtio_net_hdr {
-  std::uint8_t flags;
-  std::uint8_t gso_type;
-  std::uint16_t hdr_len;
-  std::uint16_t gso_size;
-  std::uint16_t csum_start;
-  std::uint16_t csum_offset;
-};
-static_assert(sizeof(virtio_net_hdr) == 10);
-constexpr std::uint8_t VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
-constexpr std::uint8_t VIRTIO_NET_HDR_GSO_NONE = 0;
-constexpr std::uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
-
-constexpr std::size_t kVnetHdrLen = sizeof(virtio_net_hdr);
 // Largest frame a GSO superpacket can make, with room to spare (BIG TCP is off on veth/TAP).
 constexpr std::size_t kBufLen = 256u << 10;
 // Frames read from one endpoint per wakeup, so one busy link cannot starve the others.
@@ -65,30 +51,6 @@ void set_nonblocking(int fd, const std::string& culprit) {
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
     kernel_error(culprit, "cannot make fd non-blocking");
   }
-}
-
-// Internet checksum of [data, data+len) folded to 16 bits (not inverted).
-std::uint16_t fold_sum(const unsigned char* data, std::size_t len) {
-  std::uint64_t sum = 0;
-  std::size_t i = 0;
-  for (; i + 1 < len; i += 2) sum += (std::uint32_t{data[i]} << 8) | data[i + 1];
-  if (i < len) sum += std::uint32_t{data[i]} << 8;
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<std::uint16_t>(sum);
-}
-
-// Completes a partial checksum (the field already holds the pseudo-header sum) so that a bit
-// flipped afterwards shows up as a bad checksum at the receiver. False if the header is bogus.
-bool complete_checksum(unsigned char* frame, std::size_t len, virtio_net_hdr& hdr) {
-  std::size_t start = hdr.csum_start;
-  std::size_t field = start + hdr.csum_offset;
-  if (start >= len || field + 2 > len) return false;
-  std::uint16_t sum = static_cast<std::uint16_t>(~fold_sum(frame + start, len - start));
-  if (sum == 0 && hdr.csum_offset == 6) sum = 0xffff;  // UDP: 0 means "no checksum"
-  frame[field] = static_cast<unsigned char>(sum >> 8);
-  frame[field + 1] = static_cast<unsigned char>(sum & 0xff);
-  hdr.flags &= static_cast<std::uint8_t>(~VIRTIO_NET_HDR_F_NEEDS_CSUM);
-  return true;
 }
 
 }  // namespace
@@ -298,10 +260,20 @@ FramePump::LinkStats FramePump::stats(LinkId id) {
   return out;
 }
 
+namespace {
+
+// Loss, duplication, corruption, reordering and rate act on wire packets: a superpacket must be
+// split into the segments the kernel would have sent. Pure delay does not care.
+bool needs_wire_packets(const LinkModelParams& p) {
+  return p.loss_pct > 0 || p.duplicate_pct > 0 || p.corrupt_pct > 0 || p.reorder_pct > 0 ||
+         p.rate_bps > 0;
+}
+
+}  // namespace
+
 void FramePump::on_readable(Endpoint& ep) {
   Link& link = *ep.link;
   Link::Direction& dir = link.dir[ep.side];
-  const int out_fd = link.fd[1 - ep.side].get();
   for (int i = 0; i < kReadBatch; ++i) {
     ssize_t n = ::read(link.fd[ep.side].get(), buf_.data(), buf_.size());
     if (n < 0) {
@@ -314,50 +286,69 @@ void FramePump::on_readable(Endpoint& ep) {
     }
     if (static_cast<std::size_t>(n) < kVnetHdrLen) continue;
     const std::size_t len = static_cast<std::size_t>(n);
-    virtio_net_hdr hdr;
+    VirtioNetHdr hdr;
     std::memcpy(&hdr, buf_.data(), kVnetHdrLen);
-    const bool gso = (hdr.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE;
+    const bool gso = (hdr.gso_type & ~kVnetGsoEcn) != kVnetGsoNone;
     ++dir.stats.frames_in;
-    if (gso) ++dir.stats.gso_frames;
-
     const std::int64_t now = now_ns();
-    std::vector<LinkModel::Departure> departures =
-        dir.model.admit(LinkModel::Time(now), len - kVnetHdrLen);
-    if (departures.empty()) ++dir.stats.model_drops;
-    for (const LinkModel::Departure& d : departures) {
-      std::vector<unsigned char> frame(buf_.begin(), buf_.begin() + n);
-      if (d.corrupt_bit) {
-        virtio_net_hdr h;
-        std::memcpy(&h, frame.data(), kVnetHdrLen);
-        unsigned char* eth = frame.data() + kVnetHdrLen;
-        const std::size_t eth_len = len - kVnetHdrLen;
-        if (gso ||
-            ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !complete_checksum(eth, eth_len, h))) {
-          ++dir.stats.corrupt_gso_drops;
-          continue;
-        }
-        std::memcpy(frame.data(), &h, kVnetHdrLen);
-        const std::size_t bit = *d.corrupt_bit % (8 * eth_len);
-        eth[bit / 8] ^= static_cast<unsigned char>(1u << (bit % 8));
-      }
-      const std::int64_t at = d.at.count();
-      if (at <= now && dir.held.empty()) {
-        // Due now and nothing ahead of it: skip the hold (the common 0 ms case).
-        if (::write(out_fd, frame.data(), frame.size()) < 0) {
-          ++dir.stats.write_errors;
-        } else {
-          ++dir.stats.frames_out;
+    if (gso) {
+      ++dir.stats.gso_frames;
+      if (needs_wire_packets(dir.model.params()) &&
+          segmenter_.split(buf_.data(), len) == GsoStatus::kSegmented) {
+        ++dir.stats.gso_split;
+        for (std::size_t k = 0; k < segmenter_.count(); ++k) {
+          std::span<unsigned char> seg = segmenter_.segment(k);
+          admit(link, ep.side, seg.data(), seg.size(), false, now);
         }
         continue;
       }
-      if (dir.held_bytes + frame.size() > kMaxHeldBytes) {
-        ++dir.stats.backlog_drops;
-        continue;
-      }
-      dir.held_bytes += frame.size();
-      dir.held.push_back(Link::Held{at, dir.next_seq++, std::move(frame)});
-      std::push_heap(dir.held.begin(), dir.held.end(), Link::later);
     }
+    admit(link, ep.side, buf_.data(), len, gso, now);
+  }
+}
+
+void FramePump::admit(Link& link, int side, const unsigned char* record, std::size_t len, bool gso,
+                      std::int64_t now) {
+  Link::Direction& dir = link.dir[side];
+  const int out_fd = link.fd[1 - side].get();
+  std::vector<LinkModel::Departure> departures =
+      dir.model.admit(LinkModel::Time(now), len - kVnetHdrLen);
+  if (departures.empty()) ++dir.stats.model_drops;
+  for (const LinkModel::Departure& d : departures) {
+    std::vector<unsigned char> frame(record, record + len);
+    if (d.corrupt_bit) {
+      VirtioNetHdr h;
+      std::memcpy(&h, frame.data(), kVnetHdrLen);
+      unsigned char* eth = frame.data() + kVnetHdrLen;
+      const std::size_t eth_len = len - kVnetHdrLen;
+      // A superpacket that could not be split would flip one bit in ~45 packets' worth; and a
+      // partial checksum must be completed first, or the receiver's kernel would checksum the
+      // flipped bit in and never notice.
+      if (gso || !complete_partial_checksum(eth, eth_len, h)) {
+        ++dir.stats.corrupt_gso_drops;
+        continue;
+      }
+      std::memcpy(frame.data(), &h, kVnetHdrLen);
+      const std::size_t bit = *d.corrupt_bit % (8 * eth_len);
+      eth[bit / 8] ^= static_cast<unsigned char>(1u << (bit % 8));
+    }
+    const std::int64_t at = d.at.count();
+    if (at <= now && dir.held.empty()) {
+      // Due now and nothing ahead of it: skip the hold (the common 0 ms case).
+      if (::write(out_fd, frame.data(), frame.size()) < 0) {
+        ++dir.stats.write_errors;
+      } else {
+        ++dir.stats.frames_out;
+      }
+      continue;
+    }
+    if (dir.held_bytes + frame.size() > kMaxHeldBytes) {
+      ++dir.stats.backlog_drops;
+      continue;
+    }
+    dir.held_bytes += frame.size();
+    dir.held.push_back(Link::Held{at, dir.next_seq++, std::move(frame)});
+    std::push_heap(dir.held.begin(), dir.held.end(), Link::later);
   }
 }
 

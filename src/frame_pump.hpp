@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "gso_segment.hpp"
 #include "link_model.hpp"
 #include "unique_fd.hpp"
 
@@ -61,6 +62,7 @@ class FramePump {
     std::uint64_t frames_in = 0;
     std::uint64_t frames_out = 0;
     std::uint64_t gso_frames = 0;         // superpackets among frames_in
+    std::uint64_t gso_split = 0;          // of those, split into wire packets for the model
     std::uint64_t model_drops = 0;        // lost or queue-dropped by the model
     std::uint64_t corrupt_gso_drops = 0;  // corrupted superpackets (dropped, see above)
     std::uint64_t backlog_drops = 0;      // the pump's own bound on held bytes
@@ -106,6 +108,9 @@ class FramePump {
   void call(std::function<void()> fn);
   Link& find(LinkId id, const char* what);
   void on_readable(Endpoint& ep);
+  // Puts one record (virtio_net_hdr + frame) through the direction's model.
+  void admit(Link& link, int side, const unsigned char* record, std::size_t len, bool gso,
+             std::int64_t now);
   void flush_due(Link& link, int dir, std::int64_t now);
   void arm_timer();
 
@@ -119,6 +124,7 @@ class FramePump {
   LinkId next_id_ = 1;
   std::map<LinkId, std::unique_ptr<Link>> links_;
   std::vector<unsigned char> buf_;
+  GsoSegmenter segmenter_;
   std::thread thread_;
 };
 

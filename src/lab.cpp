@@ -98,6 +98,49 @@ const std::filesystem::path& Lab::outdir() const { return core_->outdir(); }
 std::string Lab::state_json() const { return core_->state_json(); }
 void Lab::write_artifacts(const std::filesystem::path& dir) const { core_->write_artifacts(dir); }
 std::size_t Lab::thread_count() const { return core_->thread_count(); }
+Region Lab::add_region(const std::string& name) {
+  core_->add_region(name);
+  return Region(name);
+}
+std::optional<Region> Lab::region(const std::string& name) const {
+  return core_->has_region(name) ? std::optional(Region(name)) : std::nullopt;
+}
+std::vector<Region> Lab::regions() const {
+  std::vector<Region> out;
+  for (auto& n : core_->region_names()) out.emplace_back(n);
+  return out;
+}
+void Lab::link_regions(const Region& a, const Region& b, const RegionLink& link) {
+  core_->link_regions(a.name(), b.name(), link);
+}
+void Lab::set_region_link(const Region& a, const Region& b, const RegionLink& link) {
+  core_->set_region_link(a.name(), b.name(), link);
+}
+void Lab::break_region_link(const Region& a, const Region& b) {
+  core_->set_region_link_broken(a.name(), b.name(), true);
+}
+void Lab::restore_region_link(const Region& a, const Region& b) {
+  core_->set_region_link_broken(a.name(), b.name(), false);
+}
+bool Lab::region_link_broken(const Region& a, const Region& b) const {
+  return core_->region_link_broken(a.name(), b.name());
+}
+DefaultRegions Lab::add_default_regions() {
+  DefaultRegions r{add_region("us"), add_region("eu"), add_region("asia")};
+  link_regions(r.us, r.eu, RegionLink::good(40));
+  link_regions(r.us, r.asia, RegionLink::good(95));
+  link_regions(r.eu, r.asia, RegionLink::good(120));
+  return r;
+}
+
+LinkBackend Lab::link_backend() const { return core_->link_backend(); }
+std::uint64_t Lab::seed() const { return core_->seed(); }
+
+void Lab::set_link_condition(const Node& a, const Node& b, const LinkConditions& conditions) {
+  check_same_lab(core_, a.lab_.lock(), a.name());
+  check_same_lab(core_, b.lab_.lock(), b.name());
+  core_->set_link_condition(a.id(), b.id(), conditions);
+}
 
 RouterBuilder::RouterBuilder(std::shared_ptr<internal::LabCore> core, std::string name)
     : core_(std::move(core)) {
@@ -166,12 +209,24 @@ RouterBuilder& RouterBuilder::upstream(const std::string& parent_name) {
   spec_.upstream = parent_name;
   return *this;
 }
+RouterBuilder& RouterBuilder::region(const Region& region) {
+  spec_.region = region.name();
+  return *this;
+}
 RouterBuilder& RouterBuilder::lan_cidr(const std::string& cidr) {
   spec_.lan_cidr = cidr;
   return *this;
 }
 RouterBuilder& RouterBuilder::mtu(int mtu) {
   spec_.mtu = mtu;
+  return *this;
+}
+RouterBuilder& RouterBuilder::block_icmp_frag_needed(bool block) {
+  spec_.block_icmp_frag_needed = block;
+  return *this;
+}
+RouterBuilder& RouterBuilder::uplink_condition(const LinkConditions& conditions) {
+  spec_.uplink_condition = conditions;
   return *this;
 }
 Router RouterBuilder::build() { return core_->build_router(spec_); }
@@ -183,11 +238,17 @@ DeviceBuilder::DeviceBuilder(std::shared_ptr<internal::LabCore> core, std::strin
 
 DeviceBuilder& DeviceBuilder::iface(std::string name, const Router& gateway) {
   check_handle_of(core_, gateway, gateway.lab_.lock());
-  spec_.ifaces.push_back({std::move(name), gateway.name()});
+  spec_.ifaces.push_back({std::move(name), gateway.name(), {}});
+  return *this;
+}
+DeviceBuilder& DeviceBuilder::iface(std::string name, const Router& gateway,
+                                    const LinkConditions& conditions) {
+  check_handle_of(core_, gateway, gateway.lab_.lock());
+  spec_.ifaces.push_back({std::move(name), gateway.name(), conditions});
   return *this;
 }
 DeviceBuilder& DeviceBuilder::iface(std::string name, const std::string& gateway_name) {
-  spec_.ifaces.push_back({std::move(name), gateway_name});
+  spec_.ifaces.push_back({std::move(name), gateway_name, {}});
   return *this;
 }
 DeviceBuilder& DeviceBuilder::uplink(const Router& gateway) {

@@ -55,23 +55,6 @@ void disable_dad_sysctls(const std::string& node) {
   }
 }
 
-// A veth end that comes up gets its carrier at once but its queueing discipline only when the
-// kernel's link-watch work runs; until then packets are dropped. Return once both are done, so
-// the first packet after link_up() is not lost.
-// Linkwatch needs the RTNL lock, which namespace teardown elsewhere (other labs, other test
-// processes) can hold for seconds on a loaded machine: hence the generous deadline.
-void wait_until_oper_up(RouteSocket& rs, const std::string& ifname) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (;;) {
-    if (rs.link_oper_up(ifname)) return;
-    if (std::chrono::steady_clock::now() > deadline) {
-      throw Error(ErrorKind::kTimeout, rs.node() + "/" + ifname,
-                  "link '" + ifname + "' in '" + rs.node() + "' did not come up within 10 s");
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
-}
-
 // The interface `name` of device `dev`; throws Error(kNotFound) with `message` otherwise.
 std::vector<DeviceIfaceRecord>::iterator find_iface(NodeRecord& dev, const std::string& name,
                                                     const std::string& message) {
@@ -110,26 +93,6 @@ void sweep_dead_labs_temp_dirs() {
     }
   }
 }
-
-// Scope guard: the control thread hops into a node's namespace and must always come back to the
-// lab root, where it creates the next namespaces. Never throws (it runs during unwinding).
-class ReturnToRoot {
- public:
-  explicit ReturnToRoot(int root_fd) : fd_(root_fd) {}
-  ~ReturnToRoot() {
-    try {
-      enter_netns(fd_, "lab root");
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "patchbay: control thread cannot return to the lab root: %s\n",
-                   e.what());
-    }
-  }
-  ReturnToRoot(const ReturnToRoot&) = delete;
-  ReturnToRoot& operator=(const ReturnToRoot&) = delete;
-
- private:
-  int fd_;
-};
 
 // The behaviour a NAT choice stands for: nullopt for None, the given config for Custom.
 std::optional<NatConfig> resolve_nat(Nat nat, const std::optional<NatConfig>& custom,
@@ -183,6 +146,7 @@ RouterRules rules_for(const RouterData& d) {
   rules.nat6.mode = d.nat_v6;
   rules.nat6.lan = d.lan_v6;
   rules.nat6.external = d.nptv6_prefix;
+  rules.block_icmp_frag_needed = d.block_icmp_frag_needed;
   return rules;
 }
 
@@ -287,10 +251,49 @@ void write_conntrack_timeouts(int root_netns, int router_netns, const std::strin
                std::to_string(t.tcp_established.count()), node);
 }
 
+// LabOptions::link_backend, with PATCHBAY_LINK_BACKEND overriding Auto.
+LinkBackend requested_backend(const LabOptions& options) {
+  if (options.link_backend != LinkBackend::Auto) return options.link_backend;
+  const char* env = std::getenv("PATCHBAY_LINK_BACKEND");
+  if (env == nullptr || *env == '\0') return LinkBackend::Auto;
+  try {
+    return parse_link_backend(env);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::kInvalidArgument, "PATCHBAY_LINK_BACKEND",
+                std::string("environment variable PATCHBAY_LINK_BACKEND: ") + e.what());
+  }
+}
+
+// LabOptions::seed, else PATCHBAY_SEED, else a fixed default: runs are reproducible unless
+// asked otherwise.
+std::uint64_t lab_seed(const LabOptions& options) {
+  if (options.seed) return *options.seed;
+  const char* env = std::getenv("PATCHBAY_SEED");
+  if (env == nullptr || *env == '\0') return 1;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(env, &end, 0);
+  if (errno != 0 || end == env || *end != '\0') {
+    throw Error(
+        ErrorKind::kInvalidArgument, "PATCHBAY_SEED",
+        std::string("environment variable PATCHBAY_SEED='") + env + "' is not an unsigned integer");
+  }
+  return v;
+}
+
+nlohmann::json conditions_json(const LinkConditions& c) {
+  auto one = [](const std::optional<LinkCondition>& x) {
+    return x ? nlohmann::json::parse(to_json(*x)) : nlohmann::json(nullptr);
+  };
+  return {{"egress", one(c.egress)}, {"ingress", one(c.ingress)}};
+}
+
 }  // namespace
 
 LabCore::LabCore(LabOptions options) : options_(std::move(options)) {
   unsigned seq = g_lab_sequence++;
+  const LinkBackend backend = requested_backend(options_);
+  seed_ = lab_seed(options_);
   if (options_.outdir.empty()) {
     sweep_dead_labs_temp_dirs();
     std::string tmpl =
@@ -349,6 +352,7 @@ LabCore::LabCore(LabOptions options) : options_(std::move(options)) {
   }
   nodes_.emplace(kIxId, std::move(root));
   nodes_.at(kIxId)->runtime = make_runtime(*nodes_.at(kIxId), "ix");
+  conditioner_ = std::make_unique<LinkConditioner>(backend, seed_, rootp->netns.get());
 }
 
 LabCore::~LabCore() { close(); }
@@ -387,6 +391,8 @@ void LabCore::teardown() {
   for (auto& rt : runtimes) rt->finish_shutdown();
   control_->call([&] {
     std::lock_guard lock(mu_);
+    // The emulator first: it holds sockets on interfaces of every namespace.
+    conditioner_.reset();
     // Devices before routers before the root, so veth ends vanish top-down.
     for (NodeKind kind : {NodeKind::Device, NodeKind::Router, NodeKind::Ix}) {
       std::erase_if(nodes_, [kind](const auto& entry) { return entry.second->kind == kind; });
@@ -465,11 +471,11 @@ void LabCore::create_node_namespace(NodeRecord& rec, bool forwarding_v4, bool fo
   rec.rtnl->set_link_up(rec.rtnl->link_index("lo"), true);
 }
 
-Router LabCore::build_router(const RouterBuilder::Spec& spec) {
+Router LabCore::build_router(const RouterBuilder::Spec& spec, bool region_router) {
   return control_->invoke([&]() -> Router {
     std::lock_guard lock(mu_);
     if (closed_) throw Error(ErrorKind::kRemoved, spec.name, "the lab was destroyed");
-    validate_node_name("router", spec.name);
+    if (!region_router) validate_node_name("router", spec.name);
     check_name_free(spec.name, "router");
 
     PresetValues base{Nat::None, Firewall::None, IpSupport::V4Only, LanPool::Public};
@@ -480,6 +486,7 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
     data.nat_v6 = spec.nat_v6.value_or(NatV6Mode::None);
     data.firewall = spec.firewall.value_or(base.firewall);
     data.firewall_config = resolve_firewall(data.firewall, spec.firewall_config, spec.name);
+    data.block_icmp_frag_needed = spec.block_icmp_frag_needed;
     data.ip_support = spec.ip_support.value_or(base.ip_support);
     if (spec.pool) {
       data.pool = *spec.pool;
@@ -500,20 +507,32 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
       data.mtu = spec.mtu;
     }
     NodeRecord* parent = nullptr;
-    if (spec.upstream) {
-      if (*spec.upstream == spec.name) {
+    RegionRecord* region = nullptr;
+    std::optional<std::string> upstream_name = spec.upstream;
+    if (spec.region) {
+      if (spec.upstream) {
+        throw Error(ErrorKind::kInvalidArgument, spec.name,
+                    "router '" + spec.name + "': region and upstream both given");
+      }
+      region = &region_record(*spec.region);
+      upstream_name = record(region->router).name;
+      data.region = region->name;
+    }
+    if (upstream_name) {
+      if (*upstream_name == spec.name) {
         throw Error(ErrorKind::kInvalidArgument, spec.name,
                     "router '" + spec.name + "' cannot be its own upstream (upstream cycle)");
       }
-      auto pid = find(*spec.upstream, NodeKind::Router);
+      auto pid = find(*upstream_name, NodeKind::Router);
       if (!pid) {
         throw Error(
-            ErrorKind::kNotFound, *spec.upstream,
-            "unknown upstream router '" + *spec.upstream + "' for router '" + spec.name + "'");
+            ErrorKind::kNotFound, *upstream_name,
+            "unknown upstream router '" + *upstream_name + "' for router '" + spec.name + "'");
       }
       parent = &record(*pid);
       check_attachable(*parent);
       data.upstream = *pid;
+      if (!data.region) data.region = parent->router->region;
     }
     std::optional<Ipv4Net> explicit_lan;
     if (spec.lan_cidr) {
@@ -540,6 +559,17 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
       }
     }
 
+    int region_lan = 0;  // the region's /24 this router takes, committed on success
+    if (region && !explicit_lan && data.pool == LanPool::Public && has_v4(data.ip_support)) {
+      region_lan = region->next_lan;
+      if (region_lan > 15) {
+        throw Error(ErrorKind::kInvalidArgument, spec.name,
+                    "region '" + region->name + "' public downstream pool exhausted (max 15 /24s)");
+      }
+      explicit_lan = Ipv4Net{
+          Ipv4Address({198, 18, static_cast<unsigned char>(16 * region->index + region_lan), 0}),
+          24};
+    }
     // Allocate on copies; they replace the lab's allocators only when the build succeeds.
     AddressPlan plan = plan_;
     std::optional<LanHosts> parent_v4 = parent ? parent->router->hosts_v4 : std::nullopt;
@@ -613,15 +643,17 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
 
       // One request creates both ends, each directly in its namespace: moving links costs an
       // RCU grace period (~17 ms) per move, creating in place ~0.4 ms.
+      // The uplink is part of the parent's LAN segment and takes its MTU (RouterBuilder::mtu).
+      const std::optional<int> uplink_mtu = parent ? parent->router->mtu : std::nullopt;
       VethEnd outer{data.parent_port,
                     -1,
                     deterministic_mac(id, kMacWan + 16),
                     true,
                     parent ? parent->router->lan_ifindex : ix_bridge_ifindex_,
-                    data.mtu};
+                    uplink_mtu};
       // The inner end is brought up through the router's own socket below: a veth peer cannot
       // be created up (its partner does not exist yet at that moment).
-      VethEnd inner{data.wan_name, rec->netns.get(), data.wan_mac, false, 0, data.mtu};
+      VethEnd inner{data.wan_name, rec->netns.get(), data.wan_mac, false, 0, uplink_mtu};
       uplink_owner.rtnl->add_veth(outer, inner);
       uplink_created = true;
       int wan = rs.link_index(data.wan_name);
@@ -641,10 +673,15 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
       }
 
       // See build_device: the uplink drops everything until linkwatch has activated it.
-      wait_until_oper_up(rs, data.wan_name);
-      wait_until_oper_up(*uplink_owner.rtnl, data.parent_port);
-      wait_until_oper_up(*uplink_owner.rtnl, parent ? kLanBridge : kIxBridge);
-      if (data.nat_config || data.firewall_config || data.nat_v6 != NatV6Mode::None) {
+      rs.wait_until_oper_up(data.wan_name);
+      uplink_owner.rtnl->wait_until_oper_up(data.parent_port);
+      uplink_owner.rtnl->wait_until_oper_up(parent ? kLanBridge : kIxBridge);
+      if (!spec.uplink_condition.empty()) {
+        conditioner_->apply(uplink_link(*rec, data), {}, spec.uplink_condition);
+        data.uplink_condition = spec.uplink_condition;
+      }
+      if (data.nat_config || data.firewall_config || data.nat_v6 != NatV6Mode::None ||
+          data.block_icmp_frag_needed) {
         rec->nft->install(rules_for(data));
       }
       if (data.nat_config) {
@@ -665,7 +702,17 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
       // IPv6 LANs without translation are routed, ULA included: firewalls decide reachability.
       // With NPTv6 the outside prefix is routed instead; behind NAT66 masquerade nothing is.
       if (auto v6_dst = routed_v6_prefix(data)) add_return_routes(*v6_dst, true);
+      // Regions linked to this router's region reach its routed prefixes over the region link.
+      if (data.region && !region_router) {
+        if (data.lan_v4 && data.nat == Nat::None) {
+          add_cross_region_routes(*data.region, prefix(*data.lan_v4), false, data.return_routes);
+        }
+        if (auto v6_dst = routed_v6_prefix(data)) {
+          add_cross_region_routes(*data.region, *v6_dst, true, data.return_routes);
+        }
+      }
     } catch (...) {
+      if (uplink_created) conditioner_->forget(uplink_link(*rec, data));
       // Leave the lab as it was: drop routes we added elsewhere; the namespace (and with it both
       // veth ends) goes away with the record.
       for (const auto& r : data.return_routes) {
@@ -687,6 +734,7 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec) {
     }
 
     plan_ = plan;
+    if (region_lan) region->next_lan = region_lan + 1;
     if (parent) {
       parent->router->hosts_v4 = parent_v4;
       parent->router->hosts_v6 = parent_v6;
@@ -756,6 +804,7 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
       if (slot->second.second) rec_if.v6 = Ipv6Net{slot->second.second->next_v6(), 64};
       rec_if.ll6 = deterministic_link_local(rec_if.index);
       rec_if.mac = deterministic_mac(rec_if.index, kMacDevice);
+      rec_if.condition = is.condition;
       data.ifaces.push_back(std::move(rec_if));
     }
     if (spec.mtu && *spec.mtu < 1280 &&
@@ -785,13 +834,15 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
       create_node_namespace(*rec, false, false);
       for (const auto& ifr : data.ifaces) {
         NodeRecord& router = record(ifr.router);
+        // Both ends share one MTU: the device's own, else its gateway's LAN MTU.
+        const std::optional<int> mtu = spec.mtu ? spec.mtu : router.router->mtu;
         VethEnd port{ifr.router_port,
                      -1,
                      deterministic_mac(ifr.index, kMacDevice + 16),
                      true,
                      router.router->lan_ifindex,
-                     spec.mtu};
-        VethEnd dev_end{ifr.name, rec->netns.get(), ifr.mac, false, 0, spec.mtu};
+                     mtu};
+        VethEnd dev_end{ifr.name, rec->netns.get(), ifr.mac, false, 0, mtu};
         router.rtnl->add_veth(port, dev_end);
         created_ports.emplace_back(ifr.router, ifr.router_port);
         int ifindex = rec->rtnl->link_index(ifr.name);
@@ -808,11 +859,16 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
       // device must not be handed out before it can send.
       // The LAN bridge too: it gets its carrier (and its qdisc) with its first active port.
       for (const auto& ifr : data.ifaces) {
-        wait_until_oper_up(*rec->rtnl, ifr.name);
-        wait_until_oper_up(*record(ifr.router).rtnl, ifr.router_port);
-        wait_until_oper_up(*record(ifr.router).rtnl, kLanBridge);
+        rec->rtnl->wait_until_oper_up(ifr.name);
+        record(ifr.router).rtnl->wait_until_oper_up(ifr.router_port);
+        record(ifr.router).rtnl->wait_until_oper_up(kLanBridge);
+      }
+      rec->device = data;  // iface_link() reads the device's MTU
+      for (const auto& ifr : data.ifaces) {
+        if (!ifr.condition.empty()) conditioner_->apply(iface_link(*rec, ifr), {}, ifr.condition);
       }
     } catch (...) {
+      for (const auto& ifr : data.ifaces) conditioner_->forget(iface_link(*rec, ifr));
       // Router-side ports would outlive the asynchronously freed namespace for a while.
       for (const auto& [router, port] : created_ports) {
         try {
@@ -837,6 +893,11 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
 }
 
 void LabCore::teardown_node(NodeRecord& rec) {
+  // Emulated links first: their splice lives in the namespace above, which stays.
+  if (rec.device) {
+    for (const auto& i : rec.device->ifaces) conditioner_->forget(iface_link(rec, i));
+  }
+  if (rec.router) conditioner_->forget(uplink_link(rec, *rec.router));
   if (rec.router) {
     if (rec.router->nptv6_prefix) plan_.release_nptv6(*rec.router->nptv6_prefix);
     for (const auto& r : rec.router->return_routes) {
@@ -968,31 +1029,8 @@ RouterData LabCore::router_data(NodeId id) const {
   const NodeRecord& rec = record(id);
   if (!rec.router)
     throw Error(ErrorKind::kNotFound, rec.name, "'" + rec.name + "' is not a router");
-  RouterData copy;
-  const RouterData& d = *rec.router;
-  copy.nat = d.nat;
-  copy.nat_config = d.nat_config;
-  copy.nat_v6 = d.nat_v6;
-  copy.nptv6_prefix = d.nptv6_prefix;
-  copy.firewall = d.firewall;
-  copy.firewall_config = d.firewall_config;
-  copy.ip_support = d.ip_support;
-  copy.pool = d.pool;
-  copy.upstream = d.upstream;
-  copy.mtu = d.mtu;
-  copy.wan_name = d.wan_name;
-  copy.parent_port = d.parent_port;
-  copy.wan_v4 = d.wan_v4;
-  copy.wan_v6 = d.wan_v6;
-  copy.wan_ll6 = d.wan_ll6;
-  copy.wan_mac = d.wan_mac;
-  copy.lan_v4 = d.lan_v4;
-  copy.lan_v6 = d.lan_v6;
-  copy.hosts_v4 = d.hosts_v4;
-  copy.hosts_v6 = d.hosts_v6;
-  copy.lan_ll6 = d.lan_ll6;
-  copy.lan_mac = d.lan_mac;
-  copy.lan_ifindex = d.lan_ifindex;
+  RouterData copy = *rec.router;
+  copy.return_routes.clear();  // bookkeeping of the lab, not part of the router's description
   return copy;
 }
 
@@ -1019,6 +1057,7 @@ std::vector<Interface> LabCore::interfaces(NodeId id) const {
       s.up = i.up;
       s.peer = record(i.router).name;
       s.is_default = i.name == rec.device->default_iface;
+      s.condition = i.condition;
       out.push_back(std::move(s));
     }
   } else if (rec.router) {
@@ -1031,6 +1070,7 @@ std::vector<Interface> LabCore::interfaces(NodeId id) const {
     wan.mac = format_mac(d.wan_mac);
     wan.peer = d.upstream ? record(*d.upstream).name : "ix";
     wan.is_default = true;
+    wan.condition = d.uplink_condition;
     out.push_back(std::move(wan));
     Interface lan;
     lan.name = kLanBridge;
@@ -1083,8 +1123,8 @@ void LabCore::set_link(NodeId device, const std::string& iface, bool up) {
     router.rtnl->set_link_up(router.rtnl->link_index(it->router_port), up);
     it->up = up;
     if (up) {
-      wait_until_oper_up(*dev.rtnl, iface);
-      wait_until_oper_up(*router.rtnl, it->router_port);
+      dev.rtnl->wait_until_oper_up(iface);
+      router.rtnl->wait_until_oper_up(it->router_port);
     }
     // The kernel drops routes through a downed link; bring the default back with the link.
     if (up && iface == dev.device->default_iface) install_default_routes(dev, *it);
@@ -1109,6 +1149,7 @@ void LabCore::set_router_rules(NodeId router, const RulesChange& change) {
     }
     // Allocation on a copy of the plan, committed with the new rules.
     std::optional<AddressPlan> plan;
+    if (change.block_icmp_frag_needed) next.block_icmp_frag_needed = *change.block_icmp_frag_needed;
     if (change.nat_v6) {
       next.nat_v6 = *change.nat_v6;
       require_ipv6_for_nat_v6(next, rec.name, next.ip_support,
@@ -1167,6 +1208,7 @@ void LabCore::set_router_rules(NodeId router, const RulesChange& change) {
     rec.router->nat_v6 = next.nat_v6;
     rec.router->firewall = next.firewall;
     rec.router->firewall_config = next.firewall_config;
+    rec.router->block_icmp_frag_needed = next.block_icmp_frag_needed;
   });
 }
 
@@ -1200,6 +1242,444 @@ void LabCore::set_default_route(NodeId device, const std::string& iface) {
   });
 }
 
+LinkEnds LabCore::iface_link(NodeRecord& dev, const DeviceIfaceRecord& iface) {
+  NodeRecord& router = record(iface.router);
+  LinkEnds l;
+  l.key = iface.router_port + "@" + std::to_string(router.id);
+  l.label = "device '" + dev.name + "' interface '" + iface.name + "'";
+  l.seed_key = iface.index;
+  l.node_rtnl = dev.rtnl.get();
+  l.node_ifname = iface.name;
+  l.outer_netns = router.netns.get();
+  l.outer_rtnl = router.rtnl.get();
+  l.outer_ifname = iface.router_port;
+  l.bridge_name = kLanBridge;
+  l.mtu = dev.device && dev.device->mtu ? *dev.device->mtu : router.router->mtu.value_or(1500);
+  return l;
+}
+
+LinkEnds LabCore::uplink_link(NodeRecord& router, const RouterData& d) {
+  NodeRecord& owner = record(d.upstream ? *d.upstream : kIxId);
+  LinkEnds l;
+  l.key = d.parent_port + "@" + std::to_string(owner.id);
+  l.label = "router '" + router.name + "' uplink '" + d.wan_name + "'";
+  l.seed_key = router.id;
+  l.node_rtnl = router.rtnl.get();
+  l.node_ifname = d.wan_name;
+  l.outer_netns = owner.netns.get();
+  l.outer_rtnl = owner.rtnl.get();
+  l.outer_ifname = d.parent_port;
+  l.bridge_name = d.upstream ? kLanBridge : kIxBridge;
+  l.mtu = d.upstream ? owner.router->mtu.value_or(1500) : 1500;
+  return l;
+}
+
+void LabCore::set_iface_condition(NodeId device, const std::string& iface,
+                                  const LinkConditions& conditions) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    NodeRecord& dev = record(device);
+    if (!dev.device)
+      throw Error(ErrorKind::kNotFound, dev.name, "'" + dev.name + "' is not a device");
+    auto it = find_iface(dev, iface, "device '" + dev.name + "' has no interface '" + iface + "'");
+    conditioner_->apply(iface_link(dev, *it), it->condition, conditions);
+    it->condition = conditions;
+  });
+}
+
+void LabCore::set_uplink_condition(NodeId router, const LinkConditions& conditions) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    NodeRecord& rec = record(router);
+    if (!rec.router)
+      throw Error(ErrorKind::kNotFound, rec.name, "'" + rec.name + "' is not a router");
+    conditioner_->apply(uplink_link(rec, *rec.router), rec.router->uplink_condition, conditions);
+    rec.router->uplink_condition = conditions;
+  });
+}
+
+void LabCore::set_link_condition(NodeId a, NodeId b, const LinkConditions& conditions) {
+  std::optional<std::pair<NodeId, std::string>> device_iface;
+  std::optional<NodeId> lower_router;
+  std::string a_name;
+  std::string b_name;
+  {
+    std::lock_guard lock(mu_);
+    const NodeRecord& ra = record(a);
+    const NodeRecord& rb = record(b);
+    a_name = ra.name;
+    b_name = rb.name;
+    for (auto [x, y] : {std::pair{&ra, &rb}, std::pair{&rb, &ra}}) {
+      if (x->device && y->router) {
+        for (const auto& i : x->device->ifaces) {
+          if (i.router == y->id) {
+            device_iface.emplace(x->id, i.name);
+            break;
+          }
+        }
+        if (!device_iface) {
+          throw Error(ErrorKind::kNotFound, x->name + "/" + y->name,
+                      "device '" + x->name + "' is not connected to router '" + y->name + "'");
+        }
+      }
+      if (x->router && y->router && x->router->upstream == y->id) lower_router = x->id;
+    }
+    if (!device_iface && !lower_router) {
+      throw Error(ErrorKind::kNotFound, a_name + "/" + b_name,
+                  ra.router && rb.router
+                      ? "routers '" + a_name + "' and '" + b_name + "' are not directly connected"
+                      : "nodes '" + a_name + "' and '" + b_name +
+                            "' are not a connected device-router or router-router pair");
+    }
+  }
+  if (device_iface) {
+    set_iface_condition(device_iface->first, device_iface->second, conditions);
+  } else {
+    set_uplink_condition(*lower_router, conditions);
+  }
+}
+
+LabCore::RegionRecord& LabCore::region_record(const std::string& name) {
+  auto it = regions_.find(name);
+  if (it == regions_.end()) {
+    throw Error(ErrorKind::kNotFound, name, "region '" + name + "' not found");
+  }
+  return it->second;
+}
+
+const LabCore::RegionLinkRecord* LabCore::find_region_link(const std::string& a,
+                                                           const std::string& b) const {
+  for (const auto& l : region_links_) {
+    if ((l.side[0].region == a && l.side[1].region == b) ||
+        (l.side[0].region == b && l.side[1].region == a)) {
+      return &l;
+    }
+  }
+  return nullptr;
+}
+
+LabCore::RegionLinkRecord& LabCore::region_link(const std::string& a, const std::string& b) {
+  region_record(a);
+  region_record(b);
+  const RegionLinkRecord* l = find_region_link(a, b);
+  if (!l) {
+    throw Error(ErrorKind::kNotFound, a + "/" + b, "no link between '" + a + "' and '" + b + "'");
+  }
+  return const_cast<RegionLinkRecord&>(*l);
+}
+
+LinkEnds LabCore::region_link_ends(const RegionLinkRecord& l) {
+  NodeRecord& root = record(kIxId);
+  NodeRecord& near = record(l.side[0].router);
+  LinkEnds e;
+  e.key = l.side[0].port + "@" + std::to_string(kIxId);
+  e.label = "region link '" + l.side[0].region + "'-'" + l.side[1].region + "'";
+  // Apart from device and router ids, so adding regions does not shift other links' seeds.
+  e.seed_key = 1'000'000 + static_cast<std::uint64_t>(l.number);
+  e.node_rtnl = near.rtnl.get();
+  e.node_ifname = l.side[0].iface;
+  e.outer_netns = root.netns.get();
+  e.outer_rtnl = root.rtnl.get();
+  e.outer_ifname = l.side[0].port;
+  e.bridge_name = "rl" + std::to_string(l.number);
+  return e;
+}
+
+void LabCore::add_cross_region_routes(const std::string& region, const IpPrefix& dst, bool v6,
+                                      std::vector<RouterData::ForeignRoute>& added) {
+  for (const auto& l : region_links_) {
+    for (int i = 0; i < 2; ++i) {
+      if (l.side[i].region != region) continue;
+      const auto& near = l.side[i];
+      const auto& far = l.side[1 - i];
+      RouterData::ForeignRoute r{
+          far.router, dst,
+          v6 ? boost::asio::ip::address(near.v6) : boost::asio::ip::address(near.v4)};
+      record(far.router).rtnl->add_route(r.dst, r.via);
+      added.push_back(r);
+    }
+  }
+}
+
+void LabCore::add_region(const std::string& name) {
+  int index = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) throw Error(ErrorKind::kRemoved, name, "the lab was destroyed");
+    validate_node_name("region", name);
+    if (regions_.count(name)) {
+      throw Error(ErrorKind::kAlreadyExists, name, "region '" + name + "' already exists");
+    }
+    index = static_cast<int>(regions_.size()) + 1;
+    if (index > 15) {
+      throw Error(ErrorKind::kInvalidArgument, name, "region pool exhausted (max 15 regions)");
+    }
+  }
+  RouterBuilder::Spec spec;
+  spec.name = "region_" + name;
+  spec.pool = LanPool::Public;
+  spec.ip_support = IpSupport::DualStack;
+  spec.lan_cidr = "198.18." + std::to_string(16 * index) + ".0/24";
+  Router router = build_router(spec, true);
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    NodeRecord& rec = record(router.id());
+    RouterData& d = *rec.router;
+    d.region = name;
+    // The whole /20 through the region's router: its own LAN and every regional public LAN.
+    RouterData::ForeignRoute r{
+        kIxId,
+        {Ipv4Address({198, 18, static_cast<unsigned char>(16 * index), 0}), 20},
+        boost::asio::ip::address(d.wan_v4->address)};
+    record(kIxId).rtnl->add_route(r.dst, r.via);
+    d.return_routes.push_back(r);
+    regions_.emplace(name, RegionRecord{name, index, router.id(), 1});
+  });
+}
+
+bool LabCore::has_region(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  return regions_.count(name) > 0;
+}
+
+std::vector<std::string> LabCore::region_names() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<int, std::string>> by_index;
+  for (const auto& [name, r] : regions_) by_index.emplace_back(r.index, name);
+  std::sort(by_index.begin(), by_index.end());
+  std::vector<std::string> out;
+  for (auto& [i, n] : by_index) out.push_back(n);
+  return out;
+}
+
+void LabCore::link_regions(const std::string& a, const std::string& b, const RegionLink& link) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    const LinkCondition condition = link.condition();  // validates
+    if (a == b) {
+      throw Error(ErrorKind::kInvalidArgument, a, "cannot link region '" + a + "' to itself");
+    }
+    const RegionRecord* region[2] = {&region_record(a), &region_record(b)};
+    if (find_region_link(a, b)) {
+      throw Error(ErrorKind::kAlreadyExists, a + "/" + b,
+                  "regions '" + a + "' and '" + b + "' are already linked");
+    }
+    const int k = static_cast<int>(region_links_.size());
+    if (k >= 64) {
+      throw Error(ErrorKind::kInvalidArgument, a + "/" + b,
+                  "inter-region /30 pool exhausted (max 64 links)");
+    }
+    RegionLinkRecord l;
+    l.number = k;
+    l.link = link;
+    for (int i = 0; i < 2; ++i) {
+      auto& side = l.side[i];
+      side.region = region[i]->name;
+      side.router = region[i]->router;
+      side.iface = "rg" + std::to_string(region[1 - i]->index);
+      side.port = "rl" + std::to_string(k) + (i == 0 ? "a" : "b");
+      side.v4 =
+          Ipv4Address(0xcb007100u + static_cast<std::uint32_t>(4 * k + 1 + i));  // 203.0.113/24
+      Ipv6Address::bytes_type v6{};
+      v6[0] = 0xfd;
+      v6[1] = 0x11;
+      v6[6] = static_cast<unsigned char>(k >> 8);
+      v6[7] = static_cast<unsigned char>(k & 0xff);
+      v6[15] = static_cast<unsigned char>(1 + i);
+      side.v6 = Ipv6Address(v6);
+    }
+    NodeRecord& root = record(kIxId);
+    const std::string bridge_name = "rl" + std::to_string(k);
+    std::vector<RouterData::ForeignRoute> routes;
+    bool bridge_made = false;
+    try {
+      const int bridge = root.rtnl->add_bridge(bridge_name, std::nullopt, true);
+      bridge_made = true;
+      for (int i = 0; i < 2; ++i) {
+        const auto& side = l.side[i];
+        NodeRecord& rr = record(side.router);
+        root.rtnl->add_veth(
+            VethEnd{side.port, -1, std::nullopt, true, bridge, std::nullopt},
+            VethEnd{side.iface, rr.netns.get(), std::nullopt, false, 0, std::nullopt});
+        const int ifindex = rr.rtnl->link_index(side.iface);
+        rr.rtnl->set_link_up(ifindex, true);
+        rr.rtnl->add_address(ifindex, {side.v4, 30});
+        rr.rtnl->add_address(ifindex, {side.v6, 126});
+      }
+      for (int i = 0; i < 2; ++i) {
+        record(l.side[i].router).rtnl->wait_until_oper_up(l.side[i].iface);
+        root.rtnl->wait_until_oper_up(l.side[i].port);
+      }
+      root.rtnl->wait_until_oper_up(bridge_name);
+      region_links_.push_back(l);
+      // Each side learns the other's /20, and every routed prefix below the other region's
+      // routers that lies outside it (IPv6 LANs, public LANs of routers further down).
+      for (int i = 0; i < 2; ++i) {
+        const RegionRecord& far = *region[1 - i];
+        const auto& far_side = l.side[1 - i];
+        NodeRecord& near_router = record(l.side[i].router);
+        IpPrefix slash20{Ipv4Address({198, 18, static_cast<unsigned char>(16 * far.index), 0}), 20};
+        near_router.rtnl->add_route(slash20, boost::asio::ip::address(far_side.v4));
+        routes.push_back({near_router.id, slash20, boost::asio::ip::address(far_side.v4)});
+        for (const auto& [id, rec] : nodes_) {
+          if (!rec->router || rec->router->region != far.name) continue;
+          const RouterData& d = *rec->router;
+          if (d.lan_v4 && d.nat == Nat::None && id != far.router &&
+              !(d.lan_v4->address.to_uint() >> 12 == slash20.address.to_v4().to_uint() >> 12)) {
+            RouterData::ForeignRoute r{near_router.id, prefix(*d.lan_v4),
+                                       boost::asio::ip::address(far_side.v4)};
+            near_router.rtnl->add_route(r.dst, r.via);
+            routes.push_back(r);
+          }
+          if (auto v6 = routed_v6_prefix(d)) {
+            RouterData::ForeignRoute r{near_router.id, *v6, boost::asio::ip::address(far_side.v6)};
+            near_router.rtnl->add_route(r.dst, r.via);
+            routes.push_back(r);
+          }
+        }
+      }
+      conditioner_->apply(region_link_ends(l), {}, LinkConditions(condition));
+    } catch (...) {
+      if (!region_links_.empty() && region_links_.back().number == k) {
+        try {
+          conditioner_->forget(region_link_ends(region_links_.back()));
+        } catch (...) {
+        }
+        region_links_.pop_back();
+      }
+      delete_routes_quietly(routes, [&](NodeId n) -> NodeRecord& { return record(n); });
+      for (const auto& side : l.side) {
+        try {
+          root.rtnl->delete_link(root.rtnl->link_index(side.port));
+        } catch (...) {
+        }
+      }
+      if (bridge_made) {
+        try {
+          root.rtnl->delete_link(root.rtnl->link_index(bridge_name));
+        } catch (...) {
+        }
+      }
+      throw;
+    }
+  });
+}
+
+namespace {
+
+LinkConditions region_conditions(const RegionLink& link, bool broken) {
+  return broken ? LinkConditions(LinkCondition::manual({.loss_pct = 100}))
+                : LinkConditions(link.condition());
+}
+
+}  // namespace
+
+void LabCore::set_region_link(const std::string& a, const std::string& b, const RegionLink& link) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    const LinkCondition condition = link.condition();  // validates
+    RegionLinkRecord& l = region_link(a, b);
+    if (!l.broken) {
+      conditioner_->apply(region_link_ends(l), region_conditions(l.link, false),
+                          LinkConditions(condition));
+    }
+    l.link = link;
+  });
+}
+
+void LabCore::set_region_link_broken(const std::string& a, const std::string& b, bool broken) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    RegionLinkRecord& l = region_link(a, b);
+    if (l.broken == broken) {
+      throw Error(ErrorKind::kInvalidArgument, a + "/" + b,
+                  "link between '" + a + "' and '" + b + "' is " +
+                      (broken ? "already broken" : "not broken"));
+    }
+    conditioner_->apply(region_link_ends(l), region_conditions(l.link, l.broken),
+                        region_conditions(l.link, broken));
+    l.broken = broken;
+  });
+}
+
+bool LabCore::region_link_broken(const std::string& a, const std::string& b) const {
+  std::lock_guard lock(mu_);
+  const RegionLinkRecord* l = find_region_link(a, b);
+  if (!l)
+    throw Error(ErrorKind::kNotFound, a + "/" + b, "no link between '" + a + "' and '" + b + "'");
+  return l->broken;
+}
+
+void LabCore::replug(NodeId device, const std::string& iface, NodeId target) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    NodeRecord& dev = record(device);
+    if (!dev.device)
+      throw Error(ErrorKind::kNotFound, dev.name, "'" + dev.name + "' is not a device");
+    auto it =
+        find_iface(dev, iface, "interface '" + iface + "' not found on device '" + dev.name + "'");
+    NodeRecord& to = record(target);
+    if (!to.router) throw Error(ErrorKind::kNotFound, to.name, "'" + to.name + "' is not a router");
+    check_attachable(to);
+    if (it->router == target) {
+      throw Error(ErrorKind::kInvalidArgument, dev.name + "/" + iface,
+                  "interface '" + iface + "' of device '" + dev.name + "' is already on router '" +
+                      to.name + "'");
+    }
+    // Everything that can fail without touching the kernel first: the new addresses.
+    std::optional<LanHosts> hosts_v4 = to.router->hosts_v4;
+    std::optional<LanHosts> hosts_v6 = to.router->hosts_v6;
+    DeviceIfaceRecord next = *it;
+    next.router = target;
+    next.index = next_id_;
+    next.router_port = "v" + std::to_string(next.index);
+    next.v4.reset();
+    next.v6.reset();
+    if (hosts_v4) next.v4 = Ipv4Net{hosts_v4->next_v4(), to.router->lan_v4->prefix_len};
+    if (hosts_v6) next.v6 = Ipv6Net{hosts_v6->next_v6(), 64};
+    if (!next.v4 && !next.v6) {
+      throw Error(
+          ErrorKind::kInvalidArgument, to.name,
+          "router '" + to.name + "' has no LAN address family for device '" + dev.name + "'");
+    }
+
+    // Unplug: the emulator lets go of the old link, and deleting the router's end takes the
+    // device's end with it.
+    conditioner_->forget(iface_link(dev, *it));
+    RouteSocket& old_rs = *record(it->router).rtnl;
+    old_rs.delete_link(old_rs.link_index(it->router_port));
+
+    // Plug into the new LAN, like build_device does.
+    const std::optional<int> mtu = dev.device->mtu ? dev.device->mtu : to.router->mtu;
+    to.rtnl->add_veth(VethEnd{next.router_port, -1, deterministic_mac(next.index, kMacDevice + 16),
+                              true, to.router->lan_ifindex, mtu},
+                      VethEnd{iface, dev.netns.get(), next.mac, false, 0, mtu});
+    const int ifindex = dev.rtnl->link_index(iface);
+    dev.rtnl->set_link_up(ifindex, next.up);
+    if (next.v4) dev.rtnl->add_address(ifindex, prefix(*next.v4));
+    if (next.v6) {
+      dev.rtnl->add_address(ifindex, prefix(*next.v6));
+      dev.rtnl->add_address(ifindex, host_prefix(next.ll6, 64));
+    }
+    if (!next.up) to.rtnl->set_link_up(to.rtnl->link_index(next.router_port), false);
+    ++next_id_;
+    to.router->hosts_v4 = hosts_v4;
+    to.router->hosts_v6 = hosts_v6;
+    *it = next;
+    if (next.up) {
+      dev.rtnl->wait_until_oper_up(iface);
+      to.rtnl->wait_until_oper_up(next.router_port);
+      to.rtnl->wait_until_oper_up(kLanBridge);
+      if (iface == dev.device->default_iface) install_default_routes(dev, *it);
+    }
+    if (!it->condition.empty()) conditioner_->apply(iface_link(dev, *it), {}, it->condition);
+  });
+}
+
+LinkBackend LabCore::link_backend() {
+  return control_->invoke([&] { return conditioner_->backend(); });
+}
+
 std::string LabCore::state_json() const {
   using nlohmann::json;
   std::lock_guard lock(mu_);
@@ -1223,12 +1703,14 @@ std::string LabCore::state_json() const {
           {"ip_support", to_string(d.ip_support)},
           {"pool", to_string(d.pool)},
           {"upstream", d.upstream ? json(record(*d.upstream).name) : json(nullptr)},
+          {"region", d.region ? json(*d.region) : json(nullptr)},
           {"mtu", d.mtu ? json(*d.mtu) : json(nullptr)},
           {"uplink",
            {{"iface", d.wan_name},
             {"ip", opt(d.wan_v4)},
             {"ip_v6", opt(d.wan_v6)},
-            {"ll_v6", d.wan_v6 ? json(d.wan_ll6.to_string()) : json(nullptr)}}},
+            {"ll_v6", d.wan_v6 ? json(d.wan_ll6.to_string()) : json(nullptr)},
+            {"link_condition", conditions_json(d.uplink_condition)}}},
           {"lan",
            {{"iface", kLanBridge},
             {"cidr", opt(d.lan_v4)},
@@ -1246,7 +1728,8 @@ std::string LabCore::state_json() const {
                           {"ip_v6", opt(i.v6)},
                           {"ll_v6", i.v6 ? json(i.ll6.to_string()) : json(nullptr)},
                           {"mac", format_mac(i.mac)},
-                          {"up", i.up}});
+                          {"up", i.up},
+                          {"link_condition", conditions_json(i.condition)}});
       }
       devices.push_back({{"id", id},
                          {"name", rec->name},
@@ -1255,9 +1738,21 @@ std::string LabCore::state_json() const {
                          {"interfaces", ifaces}});
     }
   }
+  json regions = json::array();
+  for (const auto& [name, r] : regions_) {
+    regions.push_back({{"name", name}, {"router", record(r.router).name}});
+  }
+  json region_links = json::array();
+  for (const auto& l : region_links_) {
+    region_links.push_back({{"a", l.side[0].region},
+                            {"b", l.side[1].region},
+                            {"condition", json::parse(to_json(l.link.condition()))},
+                            {"broken", l.broken}});
+  }
   json state = {
       {"label", options_.label},
       {"outdir", outdir_.string()},
+      {"seed", seed_},
       {"ix",
        {{"bridge", kIxBridge},
         {"gateway", AddressPlan::ix_gateway_v4().to_string()},
@@ -1266,6 +1761,8 @@ std::string LabCore::state_json() const {
         {"cidr_v6", AddressPlan::ix_v6().to_string()}}},
       {"routers", routers},
       {"devices", devices},
+      {"regions", regions},
+      {"region_links", region_links},
   };
   return state.dump(2);
 }
@@ -1296,6 +1793,7 @@ void LabCore::write_artifacts(const std::filesystem::path& dir) {
 std::size_t LabCore::thread_count() const {
   std::lock_guard lock(mu_);
   std::size_t n = control_ ? 1 : 0;
+  if (conditioner_ && conditioner_->emulator_running()) ++n;
   for (const auto& [id, rec] : nodes_) {
     if (rec->runtime) n += rec->runtime->thread_count();
   }

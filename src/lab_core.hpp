@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "address_plan.hpp"
+#include "link_conditioner.hpp"
 #include "nft_ruleset.hpp"
 #include "node_runtime.hpp"
 #include "patchbay/lab.hpp"
@@ -37,6 +38,7 @@ struct DeviceIfaceRecord {
   Ipv6Address ll6;
   MacAddress mac{};
   bool up = true;
+  LinkConditions condition{};
 };
 
 struct RouterData {
@@ -45,12 +47,15 @@ struct RouterData {
   NatV6Mode nat_v6 = NatV6Mode::None;
   Firewall firewall = Firewall::None;
   std::optional<FirewallConfig> firewall_config;  // nullopt for Firewall::None
+  bool block_icmp_frag_needed = false;
   IpSupport ip_support = IpSupport::V4Only;
   LanPool pool = LanPool::Public;
   std::optional<NodeId> upstream;
+  std::optional<std::string> region;  // the nearest region above (or of) this router
   std::optional<int> mtu;
   std::string wan_name;     // "ix" or "wan"
   std::string parent_port;  // "i<id>" in the lab root or "h<id>" in the upstream router
+  LinkConditions uplink_condition{};
   std::optional<Ipv4Net> wan_v4;
   std::optional<Ipv6Net> wan_v6;
   Ipv6Address wan_ll6;
@@ -114,7 +119,8 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   // True on the control thread or any thread of a node (code running inside the lab).
   bool called_from_lab_thread() const;
 
-  Router build_router(const RouterBuilder::Spec& spec);
+  // `region_router`: the router of a region being added (its reserved name is allowed).
+  Router build_router(const RouterBuilder::Spec& spec, bool region_router = false);
   Device build_device(const DeviceBuilder::Spec& spec);
   void remove_node(NodeId id, NodeKind kind);
 
@@ -138,10 +144,32 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
     std::optional<NatV6Mode> nat_v6{};
     std::optional<Firewall> firewall{};
     std::optional<FirewallConfig> firewall_config{};  // with firewall == Custom
+    std::optional<bool> block_icmp_frag_needed{};
   };
   void set_router_rules(NodeId router, const RulesChange& change);
   void flush_nat_state(NodeId router);
   void set_default_route(NodeId device, const std::string& iface);
+  // Moves a device interface to another router's LAN (same name and MAC, new addresses).
+  void replug(NodeId device, const std::string& iface, NodeId router);
+
+  // Link conditions (link_conditioner.hpp). Each validates, applies and records the change, or
+  // throws and leaves the link as it was.
+  void set_iface_condition(NodeId device, const std::string& iface,
+                           const LinkConditions& conditions);
+  void set_uplink_condition(NodeId router, const LinkConditions& conditions);
+  // Between a device and its gateway, or a router and the router directly upstream of it.
+  void set_link_condition(NodeId a, NodeId b, const LinkConditions& conditions);
+  LinkBackend link_backend();
+
+  // Regions (patchbay/region.hpp).
+  void add_region(const std::string& name);
+  bool has_region(const std::string& name) const;
+  std::vector<std::string> region_names() const;
+  void link_regions(const std::string& a, const std::string& b, const RegionLink& link);
+  void set_region_link(const std::string& a, const std::string& b, const RegionLink& link);
+  void set_region_link_broken(const std::string& a, const std::string& b, bool broken);
+  bool region_link_broken(const std::string& a, const std::string& b) const;
+  std::uint64_t seed() const { return seed_; }
 
   std::string state_json() const;
   void write_artifacts(const std::filesystem::path& dir);
@@ -165,6 +193,37 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   void kill_stray_processes(ino_t netns_inode);
   void check_attachable(const NodeRecord& router) const;
   bool lan_overlaps(const Ipv4Net& net) const;
+  struct RegionRecord {
+    std::string name;
+    int index = 0;  // 1..15: the region's /20 is 198.18.(16 x index).0/20
+    NodeId router = 0;
+    int next_lan = 1;  // next /24 of the /20 for a public router in the region (1..15)
+  };
+  struct RegionLinkRecord {
+    int number = 0;  // k: 203.0.113.(4k)/30, fd11:0:0:k::/126, bridge "rl<k>"
+    struct Side {
+      std::string region;
+      NodeId router = 0;
+      std::string iface;  // in the region router: "rg<peer index>"
+      std::string port;   // the veth's other end, on the link's bridge in the lab root
+      Ipv4Address v4;
+      Ipv6Address v6;
+    };
+    Side side[2];
+    RegionLink link{};
+    bool broken = false;
+  };
+  RegionRecord& region_record(const std::string& name);  // throws kNotFound
+  RegionLinkRecord& region_link(const std::string& a, const std::string& b);
+  const RegionLinkRecord* find_region_link(const std::string& a, const std::string& b) const;
+  LinkEnds region_link_ends(const RegionLinkRecord& l);
+  // Routes in every region linked to `region` for `dst` (via that link's near address);
+  // appended to `added`.
+  void add_cross_region_routes(const std::string& region, const IpPrefix& dst, bool v6,
+                               std::vector<RouterData::ForeignRoute>& added);
+  // The two ends of a device interface's link, or of a router's uplink (caller holds mu_).
+  LinkEnds iface_link(NodeRecord& dev, const DeviceIfaceRecord& iface);
+  LinkEnds uplink_link(NodeRecord& router, const RouterData& data);
 
   LabOptions options_;
   std::filesystem::path outdir_;
@@ -177,6 +236,11 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   AddressPlan plan_;
   int ix_bridge_ifindex_ = 0;
   std::optional<PidNamespace> pidns_;
+  std::uint64_t seed_ = 0;
+  std::map<std::string, RegionRecord> regions_;
+  std::vector<RegionLinkRecord> region_links_;
+  // Runs on the control thread only; destroyed (emulator stopped) before the namespaces go.
+  std::unique_ptr<LinkConditioner> conditioner_;
   std::unique_ptr<WorkerThread> control_;  // declared last: destroyed first
 };
 

@@ -257,6 +257,27 @@ LinkDirection parse_link_direction(std::string_view name) {
       "unknown link direction '" + std::string(name) + "' (expected egress, ingress, both)");
 }
 
+std::string_view to_string(LinkBackend backend) {
+  switch (backend) {
+    case LinkBackend::Auto:
+      return "auto";
+    case LinkBackend::Kernel:
+      return "kernel";
+    case LinkBackend::Userspace:
+      return "userspace";
+  }
+  return "unknown";
+}
+
+LinkBackend parse_link_backend(std::string_view name) {
+  for (LinkBackend b : {LinkBackend::Auto, LinkBackend::Kernel, LinkBackend::Userspace}) {
+    if (to_string(b) == name) return b;
+  }
+  throw Error(
+      ErrorKind::kInvalidArgument, std::string(name),
+      "unknown link backend '" + std::string(name) + "' (expected auto, kernel, userspace)");
+}
+
 std::string to_string(const LinkLimits& l) {
   std::string out;
   auto field = [&out](const char* name, const std::string& value) {
@@ -294,6 +315,7 @@ std::ostream& operator<<(std::ostream& os, LinkPreset preset) { return os << to_
 std::ostream& operator<<(std::ostream& os, LinkDirection direction) {
   return os << to_string(direction);
 }
+std::ostream& operator<<(std::ostream& os, LinkBackend backend) { return os << to_string(backend); }
 std::ostream& operator<<(std::ostream& os, const LinkLimits& limits) {
   return os << to_string(limits);
 }

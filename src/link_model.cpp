@@ -61,7 +61,10 @@ std::vector<LinkModel::Departure> LinkModel::admit(Time now, std::size_t bytes) 
   }
 
   Time at;
-  if (params_.latency > Time(0) && u_reorder * 100 < params_.reorder_pct) {
+  // With jitter alone the delay line still holds packets (up to 2 x jitter), so there is
+  // something to overtake, as with netem.
+  if ((params_.latency > Time(0) || params_.jitter > Time(0)) &&
+      u_reorder * 100 < params_.reorder_pct) {
     // Skips the delay line and overtakes whatever waits in it.
     ++stats_.reordered;
     at = leaves_rate_stage;

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <exception>
 
 #include "patchbay/error.hpp"
 
@@ -37,6 +39,14 @@ ino_t netns_inode(int fd) {
   struct stat st {};
   int rc = fd >= 0 ? ::fstat(fd, &st) : ::stat("/proc/thread-self/ns/net", &st);
   return rc == 0 ? st.st_ino : 0;
+}
+
+ReturnToRoot::~ReturnToRoot() {
+  try {
+    enter_netns(fd_, "lab root");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "patchbay: control thread cannot return to the lab root: %s\n", e.what());
+  }
 }
 
 }  // namespace patchbay::internal

@@ -183,6 +183,17 @@ RuleBuilder& RuleBuilder::dport_range(std::uint16_t first, std::uint16_t last) {
   return *this;
 }
 
+RuleBuilder& RuleBuilder::icmp_type_code(std::uint8_t type, std::uint8_t code) {
+  nftnl_expr* e = new_expr(rule_, "payload");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, 0);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, 2);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+  const std::uint8_t want[2] = {type, code};
+  compare_eq(want, sizeof want);
+  return *this;
+}
+
 void RuleBuilder::address_in(bool source, const std::vector<std::uint8_t>& prefix,
                              unsigned prefix_len) {
   const bool v6 = prefix.size() == 16;

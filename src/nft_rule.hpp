@@ -107,6 +107,9 @@ class RuleBuilder {
   RuleBuilder& nfproto(std::uint8_t proto);  // for inet tables
   RuleBuilder& l4proto(std::uint8_t proto);
   RuleBuilder& dport_range(std::uint16_t first, std::uint16_t last);
+  // ICMP / ICMPv6 type and code (the first two bytes of the transport header); pair it with
+  // l4proto() so other protocols' ports never match.
+  RuleBuilder& icmp_type_code(std::uint8_t type, std::uint8_t code);
   // Source/destination address inside `prefix` (address bytes in network order, v4 or v6).
   RuleBuilder& saddr_in(const std::vector<std::uint8_t>& prefix, unsigned prefix_len);
   RuleBuilder& daddr_in(const std::vector<std::uint8_t>& prefix, unsigned prefix_len);

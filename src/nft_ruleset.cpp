@@ -53,7 +53,7 @@ const char* family_name(std::uint32_t family) {
 
 // Every table we own, in the order the batch touches them.
 std::vector<NftTableSpec> plan(const RouterRules& rules) {
-  return {plan_nat44(rules), plan_firewall(rules), plan_nat66(rules)};
+  return {plan_nat44(rules), plan_firewall(rules), plan_nat66(rules), plan_pmtu(rules)};
 }
 
 std::vector<NftTableSpec> unwanted_tables() { return plan(RouterRules{}); }

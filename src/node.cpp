@@ -107,6 +107,7 @@ std::optional<Ipv6Address> Router::lan_gateway6() const {
   auto d = core()->router_data(id_);
   return d.hosts_v6 ? std::optional(d.hosts_v6->gateway_v6()) : std::nullopt;
 }
+std::optional<std::string> Router::region() const { return core()->router_data(id_).region; }
 std::string Router::uplink_iface() const { return core()->router_data(id_).wan_name; }
 void Router::set_nat(Nat nat) const { core()->set_router_rules(id_, {.nat = nat}); }
 void Router::set_nat(const NatConfig& config) const {
@@ -119,6 +120,13 @@ void Router::set_firewall(Firewall firewall) const {
 void Router::set_firewall(const FirewallConfig& config) const {
   core()->set_router_rules(id_, {.firewall = Firewall::Custom, .firewall_config = config});
 }
+void Router::set_block_icmp_frag_needed(bool block) const {
+  core()->set_router_rules(id_, {.block_icmp_frag_needed = block});
+}
+bool Router::blocks_icmp_frag_needed() const {
+  return core()->router_data(id_).block_icmp_frag_needed;
+}
+std::optional<int> Router::mtu() const { return core()->router_data(id_).mtu; }
 void Router::flush_nat_state() const { core()->flush_nat_state(id_); }
 
 Interface Device::default_iface() const {
@@ -142,6 +150,28 @@ std::optional<Ipv6Address> Device::ip6() const {
     if (i.is_default) return i.ip6();
   }
   return std::nullopt;
+}
+
+void Device::set_link_condition(const std::string& iface, const LinkConditions& conditions) const {
+  core()->set_iface_condition(id_, iface, conditions);
+}
+LinkConditions Device::link_condition(const std::string& iface) const {
+  return this->iface(iface).condition;
+}
+void Router::set_uplink_condition(const LinkConditions& conditions) const {
+  core()->set_uplink_condition(id_, conditions);
+}
+LinkConditions Router::uplink_condition() const {
+  return core()->router_data(id_).uplink_condition;
+}
+
+void Device::replug_iface(const std::string& iface, const Router& router) const {
+  auto lab = core();
+  if (router.lab_.lock() != lab) {
+    throw Error(ErrorKind::kInvalidArgument, router.name(),
+                "router '" + router.name() + "' belongs to another lab");
+  }
+  lab->replug(id_, iface, router.id());
 }
 
 void Device::link_down(const std::string& iface) const { core()->set_link(id_, iface, false); }

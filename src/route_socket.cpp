@@ -443,6 +443,33 @@ void RouteSocket::set_mtu(int ifindex, int mtu) {
   check(node_, what, run([&] { return nl_send_sync(sock_, msg.release()); }));
 }
 
+void RouteSocket::set_master(int ifindex, int master_ifindex) {
+  const What what = [&] {
+    return (master_ifindex ? "enslave " + link_label(sock_, ifindex) + " to " +
+                                 link_label(sock_, master_ifindex)
+                           : "release " + link_label(sock_, ifindex) + " from its bridge") +
+           " in " + quoted(node_);
+  };
+  MsgPtr msg = link_request(ifindex, 0, 0);
+  if (!msg || nla_put_u32(msg.get(), IFLA_MASTER, static_cast<std::uint32_t>(master_ifindex)) < 0) {
+    throw_nomem(node_, what);
+  }
+  check(node_, what, run([&] { return nl_send_sync(sock_, msg.release()); }));
+}
+
+void RouteSocket::wait_until_oper_up(const std::string& name, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (link_oper_up(name)) return;
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error(ErrorKind::kTimeout, node_ + "/" + name,
+                  "link " + quoted(name) + " in " + quoted(node_) + " did not come up within " +
+                      std::to_string(limit.count()) + " ms");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
 void RouteSocket::delete_link(int ifindex) {
   const What what = [&] { return "delete " + link_label(sock_, ifindex) + " in " + quoted(node_); };
   MsgPtr msg(nlmsg_alloc_simple(RTM_DELLINK, 0));

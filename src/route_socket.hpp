@@ -9,6 +9,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -82,6 +83,15 @@ class RouteSocket {
   bool link_oper_up(const std::string& name);
   void set_link_up(int ifindex, bool up);
   void set_mtu(int ifindex, int mtu);
+  // Enslaves the link to a bridge, or releases it from its bridge when master_ifindex is 0.
+  void set_master(int ifindex, int master_ifindex);
+  // Returns once the link's operstate is UP (polling link_oper_up). A veth end that comes up
+  // gets its carrier at once but its queueing discipline only when the kernel's link-watch
+  // work runs; until then packets are dropped. Linkwatch needs the RTNL lock, which namespace
+  // teardown elsewhere can hold for seconds on a loaded machine: hence the generous default.
+  // Throws Error(kTimeout) naming the link after `limit`.
+  void wait_until_oper_up(const std::string& name,
+                          std::chrono::milliseconds limit = std::chrono::seconds(10));
   // Deletes a link (for a veth, both ends go at once, wherever the peer lives).
   void delete_link(int ifindex);
 
@@ -109,6 +119,9 @@ class RouteSocket {
   std::vector<LinkInfo> list_links();
   std::vector<AddressInfo> list_addresses();
   std::vector<RouteInfo> list_routes(int family);  // main table
+
+  // The underlying libnl socket, for requests this class does not wrap (qdiscs).
+  nl_sock* raw() const { return sock_; }
 
   // Human-readable dump of links, addresses and routes (ip-like text).
   std::string describe();

@@ -28,12 +28,15 @@ struct RouterRules {
   std::optional<NatConfig> nat;   // nullopt: no IPv4 NAT
   std::optional<FirewallConfig> firewall;  // nullopt: no firewall table
   Nat6Rules nat6;
+  // Drop forwarded ICMP "fragmentation needed" and ICMPv6 "packet too big" (a PMTU black hole).
+  bool block_icmp_frag_needed = false;
 };
 
 // Table names, so the socket can delete a table a plan no longer wants.
 inline constexpr const char* kNatTable = "pb_nat";      // ip
 inline constexpr const char* kFirewallTable = "pb_fw";  // inet
 inline constexpr const char* kNat6Table = "pb_nat6";    // ip6
+inline constexpr const char* kPmtuTable = "pb_pmtu";    // inet
 
 // Dynamic sets of the NAT table that hold mapping state (flushed by flush_nat_state()).
 inline constexpr const char* kNatOutMap = "out_map";  // internal endpoint -> external
@@ -43,5 +46,6 @@ inline constexpr const char* kNatPeers = "peers";     // destinations each endpo
 NftTableSpec plan_nat44(const RouterRules& rules);
 NftTableSpec plan_firewall(const RouterRules& rules);
 NftTableSpec plan_nat66(const RouterRules& rules);
+NftTableSpec plan_pmtu(const RouterRules& rules);
 
 }  // namespace patchbay::internal

@@ -40,9 +40,10 @@ struct LinkLimits {
   // Added one-way delay on each impaired direction, ms. A condition on both directions of a link
   // adds it twice to a round trip.
   std::uint32_t latency_ms = 0;
-  // Random variation of the delay, ms: each packet is delayed latency_ms ± jitter_ms (netem's
-  // default distribution). Packets then leave in the order of their own send times, so jitter
-  // reorders. jitter_ms > latency_ms is accepted as netem accepts it: draws below zero are sent
+  // Random variation of the delay, ms: each packet is delayed latency_ms ± jitter_ms (uniform).
+  // With the Kernel backend (netem) packets then leave in the order of their own send times, so
+  // jitter reorders; the userspace emulator keeps each direction in order (only reorder_pct
+  // reorders). jitter_ms > latency_ms is accepted as netem accepts it: draws below zero are sent
   // at once, so some packets are undelayed and the mean delay exceeds latency_ms.
   std::uint32_t jitter_ms = 0;
   // Share of packets sent at once instead of after the delay, percent. Needs a delay
@@ -147,9 +148,24 @@ std::string_view to_string(LinkPreset preset);
 // "mobile_3g"). Throws Error(kInvalidArgument) naming the text otherwise.
 LinkPreset parse_link_preset(std::string_view name);
 
+// How a lab applies link conditions.
+enum class LinkBackend {
+  // Kernel when sch_netem is there (probed once per process), Userspace otherwise.
+  Auto,
+  // netem + tbf qdiscs, programmed over rtnetlink: egress on the node's end of the link,
+  // ingress on the far end. Fails (Error(kKernel), errno ENOENT) where sch_netem is missing.
+  Kernel,
+  // The lab's userspace link emulator: one thread moves the link's frames through a per-packet
+  // model (latency, jitter, loss, rate, reorder, duplicate, corrupt). Works on every kernel.
+  Userspace,
+};
+
 // "egress", "ingress", "both"; parse_link_direction throws Error(kInvalidArgument) for others.
 std::string_view to_string(LinkDirection direction);
 LinkDirection parse_link_direction(std::string_view name);
+// "auto", "kernel", "userspace"; parse_link_backend throws Error(kInvalidArgument) for others.
+std::string_view to_string(LinkBackend backend);
+LinkBackend parse_link_backend(std::string_view name);
 
 // For humans and test output, not for parsing (use to_json): the non-zero fields,
 // "{loss_pct=0.5, latency_ms=15}", or "{}".
@@ -161,6 +177,7 @@ std::string to_string(const LinkConditions& conditions);
 
 std::ostream& operator<<(std::ostream& os, LinkPreset preset);
 std::ostream& operator<<(std::ostream& os, LinkDirection direction);
+std::ostream& operator<<(std::ostream& os, LinkBackend backend);
 std::ostream& operator<<(std::ostream& os, const LinkLimits& limits);
 std::ostream& operator<<(std::ostream& os, const LinkCondition& condition);
 std::ostream& operator<<(std::ostream& os, const LinkConditions& conditions);

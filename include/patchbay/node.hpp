@@ -41,6 +41,7 @@
 
 #include "patchbay/addresses.hpp"
 #include "patchbay/firewall.hpp"
+#include "patchbay/link_condition.hpp"
 #include "patchbay/nat.hpp"
 #include "patchbay/presets.hpp"
 #include "patchbay/process.hpp"
@@ -65,6 +66,8 @@ struct Interface {
   bool up = true;                  // administratively up (link_down() clears it)
   std::string peer;                // the router (or IX) this interface attaches to
   bool is_default = false;         // carries the device's default routes
+  // The link's impairment (egress = what this node sends); empty when unimpaired.
+  LinkConditions condition;
 
   std::optional<Ipv4Address> ip() const {
     return ipv4 ? std::optional(ipv4->address) : std::nullopt;
@@ -155,6 +158,7 @@ class Node {
   friend class Lab;
   friend class RouterBuilder;
   friend class DeviceBuilder;
+  friend class Device;
   std::weak_ptr<internal::LabCore> lab_;
   NodeId id_ = 0;
   std::string name_;
@@ -188,6 +192,8 @@ class Router : public Node {
   std::optional<Ipv6Net> lan_v6() const;
   std::optional<Ipv4Address> lan_gateway() const;
   std::optional<Ipv6Address> lan_gateway6() const;
+  // The region the router is in (nullopt outside regions; a region's own router is in it).
+  std::optional<std::string> region() const;
   // Name of the uplink interface inside the router: "ix" or "wan".
   std::string uplink_iface() const;
 
@@ -204,6 +210,16 @@ class Router : public Node {
   // Forgets all NAT state of this router: every conntrack entry (IPv4 and IPv6, over
   // ctnetlink) and every mapping the NAT remembers, so the next packet of every flow is new.
   void flush_nat_state() const;
+  // See RouterBuilder::block_icmp_frag_needed.
+  void set_block_icmp_frag_needed(bool block) const;
+  bool blocks_icmp_frag_needed() const;
+  // The router's LAN MTU (RouterBuilder::mtu), nullopt for the default 1500.
+  std::optional<int> mtu() const;
+
+  // Impairs the uplink (see RouterBuilder::uplink_condition); an empty value clears it. Takes
+  // effect for the next packet; packets already held by the emulator keep their schedule.
+  void set_uplink_condition(const LinkConditions& conditions) const;
+  LinkConditions uplink_condition() const;
 
   Router(std::weak_ptr<internal::LabCore> lab, NodeId id, std::string name)
       : Node(std::move(lab), id, std::move(name), NodeKind::Router) {}
@@ -220,6 +236,20 @@ class Device : public Node {
   // in both directions); routes through it are restored on link_up.
   void link_down(const std::string& iface) const;
   void link_up(const std::string& iface) const;
+  // Impairs one interface's link in one or both directions (egress: what the device sends);
+  // an empty LinkConditions clears it. The interface keeps its name, addresses and carrier:
+  // code in the device sees no change other than the impairment. Takes effect for the next
+  // packet. Throws Error(kNotFound) for an unknown interface, Error(kKernel) when the backend
+  // cannot apply the condition (the link then keeps its previous condition).
+  void set_link_condition(const std::string& iface, const LinkConditions& conditions) const;
+  LinkConditions link_condition(const std::string& iface) const;
+
+  // Unplugs an interface and plugs it into `router`'s LAN: the interface keeps its name, MAC and
+  // link condition, gets new addresses from that LAN (the MTU of the device, else of the new
+  // LAN), and the default routes follow if it carries them. Code in the device sees the link go
+  // away and come back, as with a cable moved to another switch.
+  void replug_iface(const std::string& iface, const Router& router) const;
+
   // Moves the default routes (IPv4 and IPv6) to another interface.
   void set_default_route(const std::string& iface) const;
 

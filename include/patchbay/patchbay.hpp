@@ -23,3 +23,4 @@
 #include "patchbay/node.hpp"
 #include "patchbay/presets.hpp"
 #include "patchbay/process.hpp"
+#include "patchbay/region.hpp"

@@ -102,6 +102,8 @@ class UdpSocket {
     }
   }
 
+  int fd() const { return fd_; }
+
   // Drops whatever is queued (answers to earlier sends).
   void drain() const {
     while (receive(std::chrono::milliseconds(0))) {
