@@ -1,13 +1,20 @@
 #include "patchbay/error.hpp"
 
 #include <cstring>
+#include <string>
 
 namespace patchbay {
 namespace {
 
 std::string compose(const std::string& message, int sys_errno) {
   if (sys_errno == 0) return message;
-  return message + ": " + std::strerror(sys_errno);
+  const std::string suffix = std::string(": ") + std::strerror(sys_errno);
+  // An error re-thrown with more context already carries the text; say it once.
+  if (message.size() >= suffix.size() &&
+      message.compare(message.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    return message;
+  }
+  return message + suffix;
 }
 
 }  // namespace

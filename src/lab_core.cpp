@@ -452,7 +452,8 @@ int LabCore::pid_namespace_fd() {
   });
 }
 
-void LabCore::create_node_namespace(NodeRecord& rec, bool forwarding_v4, bool forwarding_v6) {
+void LabCore::create_node_namespace(NodeRecord& rec, bool forwarding_v4, bool forwarding_v6,
+                                    bool ipv6) {
   NodeRecord& root = record(kIxId);
   // Whatever happens next, the control thread goes back home to the lab root.
   ReturnToRoot home(root.netns.get());
@@ -464,6 +465,13 @@ void LabCore::create_node_namespace(NodeRecord& rec, bool forwarding_v4, bool fo
   write_sysctl("net/ipv6/conf/all/keep_addr_on_down", "1", rec.name);
   if (forwarding_v4) write_sysctl("net/ipv4/ip_forward", "1", rec.name);
   if (forwarding_v6) write_sysctl("net/ipv6/conf/all/forwarding", "1", rec.name);
+  if (!ipv6) {
+    // A node without IPv6 addresses sends no IPv6 either: no link-local, router solicitations
+    // or MLD reports of its own. Such chatter would also be packets on emulated links, shifting
+    // a seeded loss pattern by the timing of the kernel's timers.
+    write_sysctl("net/ipv6/conf/default/disable_ipv6", "1", rec.name);
+    write_sysctl("net/ipv6/conf/all/disable_ipv6", "1", rec.name);
+  }
   rec.rtnl = std::make_unique<RouteSocket>(RouteSocket::open_in_current_netns(rec.name));
   if (rec.kind == NodeKind::Router) {
     rec.nft = std::make_unique<NftSocket>(NftSocket::open_in_current_netns(rec.name));
@@ -629,7 +637,7 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec, bool region_router
     NodeRecord& root = record(kIxId);
     NodeRecord& uplink_owner = parent ? *parent : root;
     try {
-      create_node_namespace(*rec, true, want_v6);
+      create_node_namespace(*rec, true, want_v6, want_v6);
       RouteSocket& rs = *rec->rtnl;
 
       data.lan_ifindex = rs.add_bridge(kLanBridge, data.lan_mac, true);
@@ -831,7 +839,9 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
     rec->kind = NodeKind::Device;
     std::vector<std::pair<NodeId, std::string>> created_ports;
     try {
-      create_node_namespace(*rec, false, false);
+      create_node_namespace(*rec, false, false,
+                            std::any_of(data.ifaces.begin(), data.ifaces.end(),
+                                        [](const auto& i) { return i.v6.has_value(); }));
       for (const auto& ifr : data.ifaces) {
         NodeRecord& router = record(ifr.router);
         // Both ends share one MTU: the device's own, else its gateway's LAN MTU.
@@ -1655,6 +1665,12 @@ void LabCore::replug(NodeId device, const std::string& iface, NodeId target) {
                               true, to.router->lan_ifindex, mtu},
                       VethEnd{iface, dev.netns.get(), next.mac, false, 0, mtu});
     const int ifindex = dev.rtnl->link_index(iface);
+    if (next.v6) {
+      // A device built without IPv6 has it off for new interfaces (create_node_namespace).
+      ReturnToRoot home(record(kIxId).netns.get());
+      enter_netns(dev.netns.get(), dev.name);
+      write_sysctl("net/ipv6/conf/" + iface + "/disable_ipv6", "0", dev.name);
+    }
     dev.rtnl->set_link_up(ifindex, next.up);
     if (next.v4) dev.rtnl->add_address(ifindex, prefix(*next.v4));
     if (next.v6) {
@@ -1753,6 +1769,10 @@ std::string LabCore::state_json() const {
       {"label", options_.label},
       {"outdir", outdir_.string()},
       {"seed", seed_},
+      // Which backend applied link conditions; null while the lab has used none.
+      {"link_backend", conditioner_ && conditioner_->resolved_backend()
+                           ? json(std::string(to_string(*conditioner_->resolved_backend())))
+                           : json(nullptr)},
       {"ix",
        {{"bridge", kIxBridge},
         {"gateway", AddressPlan::ix_gateway_v4().to_string()},

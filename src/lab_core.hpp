@@ -186,7 +186,8 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   std::shared_ptr<NodeRuntime> make_runtime(NodeRecord& rec, std::string_view kind);
   // Creates the namespace of a new node on the control thread, with its sockets and base
   // sysctls, and returns the control thread to the lab root.
-  void create_node_namespace(NodeRecord& rec, bool forwarding_v4, bool forwarding_v6);
+  // `ipv6` false: IPv6 is off in the namespace (a node without IPv6 addresses).
+  void create_node_namespace(NodeRecord& rec, bool forwarding_v4, bool forwarding_v6, bool ipv6);
   void install_default_routes(NodeRecord& dev, const DeviceIfaceRecord& iface);
   int pid_namespace_fd();
   void teardown_node(NodeRecord& rec);

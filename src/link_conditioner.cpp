@@ -15,28 +15,13 @@
 namespace patchbay::internal {
 namespace {
 
-NetemParams netem_params(const std::optional<LinkCondition>& condition, int mtu) {
-  NetemParams p;
-  p.mtu = mtu;
-  if (!condition) return p;
-  const LinkLimits& l = condition->limits();
-  p.rate_kbit = l.rate_kbit;
-  p.loss_pct = l.loss_pct;
-  p.latency_ms = l.latency_ms;
-  p.jitter_ms = l.jitter_ms;
-  p.reorder_pct = l.reorder_pct;
-  p.duplicate_pct = l.duplicate_pct;
-  p.corrupt_pct = l.corrupt_pct;
-  return p;
-}
-
 void apply_qdisc(RouteSocket& rs, const std::string& ifname,
                  const std::optional<LinkCondition>& condition, int mtu) {
   const int ifindex = rs.link_index(ifname);
   if (!condition || condition->limits().is_empty()) {
     clear_netem(rs.raw(), ifindex, rs.node());
   } else {
-    apply_link_condition(rs.raw(), ifindex, netem_params(condition, mtu), rs.node());
+    apply_link_condition(rs.raw(), ifindex, NetemParams{condition->limits(), mtu}, rs.node());
   }
 }
 
@@ -80,6 +65,7 @@ LinkBackend LinkConditioner::backend() {
     } else {
       resolved_ = requested_;
     }
+    resolved_code_ = static_cast<int>(*resolved_);
   }
   return *resolved_;
 }

@@ -68,6 +68,11 @@ class LinkConditioner {
   // Kernel or Userspace; resolving Auto probes the kernel (once per process).
   LinkBackend backend();
   std::uint64_t seed() const { return seed_; }
+  // The backend once backend() resolved it, else nullopt (readable from any thread).
+  std::optional<LinkBackend> resolved_backend() const {
+    const int b = resolved_code_.load();
+    return b < 0 ? std::nullopt : std::optional(static_cast<LinkBackend>(b));
+  }
 
   // Replaces the link's conditions `before` (what is in effect now) with `after`. On failure
   // the link keeps `before` and Error says why, naming the link.
@@ -100,6 +105,7 @@ class LinkConditioner {
   int root_netns_;
   std::unique_ptr<FramePump> pump_;
   std::atomic<bool> pump_started_{false};
+  std::atomic<int> resolved_code_{-1};
   std::map<std::string, Splice> spliced_;
 };
 

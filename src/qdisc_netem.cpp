@@ -59,12 +59,6 @@ using LinkPtr = std::unique_ptr<rtnl_link, Release<&rtnl_link_put>>;
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-std::string number_text(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 int mtu_of(const NetemParams& p) { return p.mtu > 0 ? p.mtu : kDefaultMtu; }
 
 std::uint32_t clamp_u32(std::uint64_t v) {
@@ -196,17 +190,18 @@ void put(nl_msg* msg, int type, const T& value, const std::string& what) {
 // attributes, with the outer length spanning both (as tc builds it and sch_netem parses it).
 void put_netem_options(nl_msg* msg, const NetemParams& p, const std::string& what) {
   put(msg, TCA_KIND, "netem", sizeof "netem", what);
+  const LinkLimits& l = p.limits;
 
-  const std::uint64_t latency = psched_ticks_from_ms(p.latency_ms);
-  const std::uint64_t jitter = psched_ticks_from_ms(p.jitter_ms);
+  const std::uint64_t latency = psched_ticks_from_ms(l.latency_ms);
+  const std::uint64_t jitter = psched_ticks_from_ms(l.jitter_ms);
   tc_netem_qopt qopt{};
   qopt.latency = clamp_u32(latency);
   qopt.jitter = clamp_u32(jitter);
   qopt.limit = netem_limit_packets(p);
-  qopt.loss = netem_probability(p.loss_pct);
-  qopt.duplicate = netem_probability(p.duplicate_pct);
+  qopt.loss = netem_probability(l.loss_pct);
+  qopt.duplicate = netem_probability(l.duplicate_pct);
   // As tc: a reorder probability comes with gap 1, i.e. every packet is a candidate.
-  qopt.gap = netem_probability(p.reorder_pct) != 0 ? 1 : 0;
+  qopt.gap = netem_probability(l.reorder_pct) != 0 ? 1 : 0;
 
   nlmsghdr* hdr = nlmsg_hdr(msg);
   const std::size_t options_offset = NLMSG_ALIGN(hdr->nlmsg_len);
@@ -217,17 +212,17 @@ void put_netem_options(nl_msg* msg, const NetemParams& p, const std::string& wha
   tc_netem_corr corr{};
   put(msg, TCA_NETEM_CORR, corr, what);
   tc_netem_reorder reorder{};
-  reorder.probability = netem_probability(p.reorder_pct);
+  reorder.probability = netem_probability(l.reorder_pct);
   put(msg, TCA_NETEM_REORDER, reorder, what);
   tc_netem_corrupt corrupt{};
-  corrupt.probability = netem_probability(p.corrupt_pct);
+  corrupt.probability = netem_probability(l.corrupt_pct);
   put(msg, TCA_NETEM_CORRUPT, corrupt, what);
   // Only past 32 bits of ticks (about 275 s), like tc: older kernels lack these attributes.
   if (latency > kU32Max) {
-    put(msg, TCA_NETEM_LATENCY64, static_cast<std::int64_t>(p.latency_ms) * 1'000'000, what);
+    put(msg, TCA_NETEM_LATENCY64, static_cast<std::int64_t>(l.latency_ms) * 1'000'000, what);
   }
   if (jitter > kU32Max) {
-    put(msg, TCA_NETEM_JITTER64, static_cast<std::int64_t>(p.jitter_ms) * 1'000'000, what);
+    put(msg, TCA_NETEM_JITTER64, static_cast<std::int64_t>(l.jitter_ms) * 1'000'000, what);
   }
 
   hdr = nlmsg_hdr(msg);
@@ -295,32 +290,9 @@ void send_all(nl_sock* sock, int ifindex, std::vector<QdiscRequest> requests,
 // ---------------------------------------------------------------------------------------------
 // Parameters
 
-bool needs_netem(const NetemParams& p) {
-  return p.loss_pct != 0 || p.latency_ms != 0 || p.jitter_ms != 0 || p.reorder_pct != 0 ||
-         p.duplicate_pct != 0 || p.corrupt_pct != 0;
-}
-
-bool is_unimpaired(const NetemParams& p) { return p.rate_kbit == 0 && !needs_netem(p); }
-
-void validate(const NetemParams& p) {
-  const std::pair<const char*, double> percentages[] = {
-      {"loss_pct", p.loss_pct},
-      {"reorder_pct", p.reorder_pct},
-      {"duplicate_pct", p.duplicate_pct},
-      {"corrupt_pct", p.corrupt_pct},
-  };
-  for (const auto& [field, value] : percentages) {
-    if (!std::isfinite(value) || value < 0 || value > 100) {
-      throw Error(ErrorKind::kInvalidArgument, field,
-                  std::string(field) + " " + number_text(value) + " is not a percentage in 0..100");
-    }
-  }
-  if (p.reorder_pct != 0 && p.latency_ms == 0 && p.jitter_ms == 0) {
-    throw Error(ErrorKind::kInvalidArgument, "reorder_pct",
-                "reorder_pct " + number_text(p.reorder_pct) +
-                    " needs latency_ms or jitter_ms: netem reorders by sending some packets "
-                    "before the delayed ones");
-  }
+bool needs_netem(const LinkLimits& l) {
+  return l.loss_pct != 0 || l.latency_ms != 0 || l.jitter_ms != 0 || l.reorder_pct != 0 ||
+         l.duplicate_pct != 0 || l.corrupt_pct != 0;
 }
 
 std::uint32_t netem_probability(double pct) {
@@ -338,7 +310,7 @@ std::uint64_t psched_ticks_from_ms(std::uint32_t ms) {
 }
 
 std::uint64_t tbf_rate_bytes(const NetemParams& p) {
-  return static_cast<std::uint64_t>(p.rate_kbit) * 1000 / 8;
+  return static_cast<std::uint64_t>(p.limits.rate_kbit) * 1000 / 8;
 }
 
 std::uint32_t tbf_burst_bytes(const NetemParams& p) {
@@ -355,7 +327,8 @@ std::uint32_t tbf_limit_bytes(const NetemParams& p) {
 std::uint32_t netem_limit_packets(const NetemParams& p) {
   // netem holds every packet for up to latency + jitter; at the capped rate that many bytes are
   // in its queue, and a smaller limit would drop them as if they were loss.
-  const std::uint64_t hold_ms = static_cast<std::uint64_t>(p.latency_ms) + p.jitter_ms;
+  const std::uint64_t hold_ms =
+      static_cast<std::uint64_t>(p.limits.latency_ms) + p.limits.jitter_ms;
   const std::uint64_t bytes = tbf_rate_bytes(p) * hold_ms / 1000;
   const std::uint64_t mtu = static_cast<std::uint64_t>(mtu_of(p));
   return clamp_u32(std::max<std::uint64_t>(kNetemDefaultLimit, (bytes + mtu - 1) / mtu));
@@ -365,7 +338,7 @@ std::uint32_t netem_limit_packets(const NetemParams& p) {
 // Layouts
 
 std::vector<QdiscRequest> build_netem_messages(int ifindex, const NetemParams& p) {
-  validate(p);
+  p.limits.validate();
   std::vector<QdiscRequest> out;
   {
     const std::string what = what_of("replace", "netem", kNetemHandle, TC_H_ROOT);
@@ -374,7 +347,7 @@ std::vector<QdiscRequest> build_netem_messages(int ifindex, const NetemParams& p
     put_netem_options(msg.get(), p, what);
     out.push_back(QdiscRequest{std::move(msg), what, false});
   }
-  if (p.rate_kbit > 0) {
+  if (p.limits.rate_kbit > 0) {
     const std::string what = what_of("replace", "tbf", kTbfChildHandle, kNetemChildClass);
     NlMsgPtr msg = qdisc_message(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE, ifindex,
                                  kNetemChildClass, kTbfChildHandle, what);
@@ -390,11 +363,11 @@ std::vector<QdiscRequest> build_netem_messages(int ifindex, const NetemParams& p
 }
 
 std::vector<QdiscRequest> build_tbf_root_messages(int ifindex, const NetemParams& p) {
-  validate(p);
-  if (p.rate_kbit == 0 || needs_netem(p)) {
+  p.limits.validate();
+  if (p.limits.rate_kbit == 0 || needs_netem(p.limits)) {
     throw Error(ErrorKind::kInvalidArgument, "rate_kbit",
                 "a tbf at the root carries a rate only; this condition " +
-                    std::string(p.rate_kbit == 0 ? "has no rate" : "needs netem"));
+                    std::string(p.limits.rate_kbit == 0 ? "has no rate" : "needs netem"));
   }
   const std::string what = what_of("replace", "tbf", kTbfRootHandle, TC_H_ROOT);
   NlMsgPtr msg = qdisc_message(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE, ifindex, TC_H_ROOT,
@@ -415,12 +388,12 @@ void apply_tbf_root(nl_sock* sock, int ifindex, const NetemParams& p, const std:
 
 void apply_link_condition(nl_sock* sock, int ifindex, const NetemParams& p,
                           const std::string& node) {
-  validate(p);
-  if (is_unimpaired(p)) {
+  p.limits.validate();
+  if (p.limits.is_empty()) {
     // All-zero limits are "no impairment" (upstream installs an empty netem; removing the
     // qdisc has the same effect and also works without sch_netem).
     clear_netem(sock, ifindex, node);
-  } else if (!needs_netem(p)) {
+  } else if (!needs_netem(p.limits)) {
     apply_tbf_root(sock, ifindex, p, node);
   } else {
     apply_netem(sock, ifindex, p, node);
@@ -478,14 +451,12 @@ QdiscSupport probe() {
       }
       int one = 1;
       ::setsockopt(nl_socket_get_fd(sock.get()), SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
-      NetemParams p{};
-      p.latency_ms = 1;
-      support.netem =
-          probe_kind(sock.get(), build_netem_messages(kLoopbackIfindex, p), support.netem_detail);
-      p = NetemParams{};
-      p.rate_kbit = 1000;
-      support.tbf =
-          probe_kind(sock.get(), build_tbf_root_messages(kLoopbackIfindex, p), support.tbf_detail);
+      support.netem = probe_kind(
+          sock.get(), build_netem_messages(kLoopbackIfindex, {.limits = {.latency_ms = 1}}),
+          support.netem_detail);
+      support.tbf = probe_kind(
+          sock.get(), build_tbf_root_messages(kLoopbackIfindex, {.limits = {.rate_kbit = 1000}}),
+          support.tbf_detail);
     } catch (...) {
       error = std::current_exception();
     }

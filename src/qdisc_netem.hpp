@@ -1,9 +1,8 @@
 // Link conditions as queueing disciplines, programmed over rtnetlink (never by spawning `tc`).
 //
-//   NetemParams p{.rate_kbit = 20'000, .loss_pct = 2, .latency_ms = 40, .jitter_ms = 15,
-//                 .mtu = 1500};
+//   NetemParams p{.limits = preset_limits(LinkPreset::WifiBad), .mtu = 1500};
 //   apply_link_condition(sock, ifindex, p, "laptop");  // netem 1: at the root, tbf 10: under it
-//   p = NetemParams{.rate_kbit = 2'000, .mtu = 1500};
+//   p = NetemParams{.limits = {.rate_kbit = 2'000}, .mtu = 1500};
 //   apply_link_condition(sock, ifindex, p, "laptop");  // rate only: tbf 2: at the root
 //   clear_netem(sock, ifindex, "laptop");               // back to the device's default qdisc
 //
@@ -41,31 +40,22 @@
 #include <string>
 #include <vector>
 
+#include "patchbay/link_condition.hpp"
+
 struct nl_msg;
 struct nl_sock;
 
 namespace patchbay::internal {
 
-// The condition of one interface direction; maps 1:1 onto the public LinkLimits plus the MTU.
+// The condition of one interface direction. The MTU sizes the tbf burst and netem's queue
+// limit; the limits are validated with LinkLimits::validate() wherever a layout is built.
 struct NetemParams {
-  std::uint32_t rate_kbit = 0;  // 0 = unlimited
-  double loss_pct = 0;
-  std::uint32_t latency_ms = 0;
-  std::uint32_t jitter_ms = 0;
-  double reorder_pct = 0;
-  double duplicate_pct = 0;
-  double corrupt_pct = 0;
+  LinkLimits limits{};
   int mtu = 0;  // the interface's MTU; <= 0 means 1500
 };
 
-// True when every impairment field is 0 (mtu does not count).
-bool is_unimpaired(const NetemParams& p);
 // True when something other than the rate is set, i.e. the condition needs sch_netem.
-bool needs_netem(const NetemParams& p);
-
-// Throws Error(kInvalidArgument) naming the field: a percentage that is not a finite number in
-// 0..100, or reorder_pct > 0 without latency or jitter (netem would ignore it).
-void validate(const NetemParams& p);
+bool needs_netem(const LinkLimits& limits);
 
 // Handles of the layouts above.
 inline constexpr std::uint32_t kNetemHandle = 0x00010000;      // 1:
@@ -94,7 +84,8 @@ struct QdiscRequest {
 };
 
 // The netem layout: RTM_NEWQDISC netem 1: at the root, then RTM_NEWQDISC tbf 10: under 1:1
-// when rate_kbit > 0, else RTM_DELQDISC of whatever sits under 1:1 (absent_ok). Validates first.
+// when rate_kbit > 0, else RTM_DELQDISC of whatever sits under 1:1 (absent_ok). Validates the
+// limits first (LinkLimits::validate()).
 std::vector<QdiscRequest> build_netem_messages(int ifindex, const NetemParams& p);
 // The rate-only layout: RTM_NEWQDISC tbf 2: at the root. Throws Error(kInvalidArgument) if
 // rate_kbit is 0 or the condition needs netem.
@@ -106,7 +97,7 @@ std::vector<QdiscRequest> build_tbf_root_messages(int ifindex, const NetemParams
 void apply_netem(nl_sock* sock, int ifindex, const NetemParams& p, const std::string& node);
 // Installs or changes the rate-only layout.
 void apply_tbf_root(nl_sock* sock, int ifindex, const NetemParams& p, const std::string& node);
-// Picks the layout: nothing impaired -> clear_netem(); rate only -> tbf root; else netem.
+// Picks the layout: empty limits -> clear_netem(); rate only -> tbf root; else netem.
 void apply_link_condition(nl_sock* sock, int ifindex, const NetemParams& p,
                           const std::string& node);
 // Deletes the root qdisc (whatever its kind), returning the device to its default qdisc.

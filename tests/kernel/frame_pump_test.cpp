@@ -1,6 +1,8 @@
-// FramePump against real devices: A <-veth-> [ma | pump | tp0 on br0] <-veth-> B, the splice the
-// link emulator makes on a router (the router-side veth end `ma` is off the bridge, read with
-// AF_PACKET; the TAP device `tp0` sits on the bridge in its place). Pings are sent from a raw
+// FramePump against real devices: A <-veth-> [ma | pump | me <-veth-> ms on br0] <-veth-> B, the
+// splice the link emulator makes on a router (link_conditioner.cpp): the router-side veth end `ma`
+// is off the bridge, `ms` sits on the bridge in its place, and the pump reads `ma` and `ms`'s peer
+// `me` with AF_PACKET. That needs no /dev/net/tun, so it runs for users who cannot open it; one
+// test covers the TAP endpoint and skips where /dev/net/tun is closed. Pings are sent from a raw
 // ICMP socket opened in A, so no process has to be started.
 #include "frame_pump.hpp"
 
@@ -10,8 +12,6 @@
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/ip_icmp.h>
-#include <netlink/netlink.h>
-#include <netlink/route/link.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -25,15 +25,18 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "netns.hpp"
 #include "patchbay/error.hpp"
 #include "route_socket.hpp"
-#include "sysctl.hpp"
+#include "scratch_netns.hpp"
 #include "unique_fd.hpp"
 #include "worker_thread.hpp"
 
@@ -42,30 +45,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-// One network namespace (IPv6 off, so only the test's traffic and ARP cross the pump).
-class Namespace {
- public:
-  explicit Namespace(std::string name)
-      : name_(std::move(name)),
-        thread_("fp-" + name_,
-                [this] {
-                  fd_ = create_netns_on_this_thread(name_);
-                  write_sysctl("net/ipv6/conf/default/disable_ipv6", "1", name_);
-                  write_sysctl("net/ipv6/conf/all/disable_ipv6", "1", name_);
-                }),
-        sock_(thread_.invoke([this] { return RouteSocket::open_in_current_netns(name_); })) {}
-
-  RouteSocket& sock() { return sock_; }
-  WorkerThread& thread() { return thread_; }
-  int fd() const { return fd_.get(); }
-
- private:
-  std::string name_;
-  UniqueFd fd_;
-  WorkerThread thread_;
-  RouteSocket sock_;
-};
 
 int task_count() {
   int n = 0;
@@ -172,19 +151,24 @@ IpPrefix prefix(const char* address, int len) {
   return IpPrefix{boost::asio::ip::make_address(address), static_cast<std::uint8_t>(len)};
 }
 
+// AF_PACKET sockets bound to `ifindex` in the calling thread's network namespace (the Iface
+// column of its packet socket table).
+int packet_sockets_on(int ifindex) {
+  std::ifstream in("/proc/thread-self/net/packet");
+  std::string line;
+  std::getline(in, line);  // header
+  int n = 0;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string sk, refcnt, type, proto;
+    int iface = -1;
+    if (fields >> sk >> refcnt >> type >> proto >> iface && iface == ifindex) ++n;
+  }
+  return n;
+}
+
 class FramePumpTest : public ::testing::Test {
  protected:
-  // TAP devices need /dev/net/tun, which some machines keep root-only (0600) even for a user
-  // that owns its namespaces. The emulator will need an AF_PACKET-only splice there.
-  void SetUp() override {
-    int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-      GTEST_SKIP() << "cannot open /dev/net/tun: " << std::strerror(errno)
-                   << " (TAP devices unavailable to this user)";
-    }
-    ::close(fd);
-  }
-
   FramePumpTest() {
     int br = m_.sock().add_bridge("br0", std::nullopt, true);
     m_.sock().add_veth(VethEnd{"ma", -1, std::nullopt, true, 0, std::nullopt},
@@ -193,29 +177,53 @@ class FramePumpTest : public ::testing::Test {
                        VethEnd{"b0", b_.fd(), std::nullopt, true, 0, std::nullopt});
     a_.sock().add_address(a_.sock().link_index("a0"), prefix("10.77.0.1", 24));
     b_.sock().add_address(b_.sock().link_index("b0"), prefix("10.77.0.2", 24));
+    // A veth end drops what it is given until the kernel has attached its qdisc.
+    a_.sock().wait_until_oper_up("a0");
+    b_.sock().wait_until_oper_up("b0");
+    m_.sock().wait_until_oper_up("ma");
+    m_.sock().wait_until_oper_up("mb");
   }
 
-  // The splice: AF_PACKET on ma (side a), a TAP device on br0 (side b).
+  // The splice: AF_PACKET on ma (side a) and on me (side b), whose peer ms takes ma's place on
+  // br0. me has no address and IPv6 off (m_ has it off for every interface), so m's own stack
+  // never answers A or B from it.
   FramePump::LinkId splice(FramePump& pump, const LinkModelParams& a_to_b,
                            const LinkModelParams& b_to_a) {
-    UniqueFd packet =
-        m_.thread().invoke([this] { return open_packet_socket(m_.sock().link_index("ma"), "ma"); });
-    UniqueFd tap = m_.thread().invoke([] { return open_tap("tp0", "ma"); });
-    int tp = m_.sock().link_index("tp0");
-    int br = m_.sock().link_index("br0");
-    m_.thread().call([&] {
-      nl_sock* sk = nl_socket_alloc();
-      ASSERT_EQ(nl_connect(sk, NETLINK_ROUTE), 0);
-      EXPECT_EQ(rtnl_link_enslave_ifindex(sk, br, tp), 0);
-      nl_socket_free(sk);
-    });
-    m_.sock().set_link_up(tp, true);
-    return pump.add_link(std::move(packet), std::move(tap), a_to_b, b_to_a, 42);
+    const int br = m_.sock().link_index("br0");
+    m_.sock().add_veth(VethEnd{"ms", -1, std::nullopt, false, br, std::nullopt},
+                       VethEnd{"me", -1, std::nullopt, false, 0, std::nullopt});
+    UniqueFd a_side = m_.thread().invoke([this] { return open_packet_socket(ma(), "ma"); });
+    UniqueFd b_side = m_.thread().invoke([this] { return open_packet_socket(me(), "me"); });
+    m_.sock().set_link_up(me(), true);
+    m_.sock().set_link_up(m_.sock().link_index("ms"), true);
+    m_.sock().wait_until_oper_up("me");
+    m_.sock().wait_until_oper_up("ms");
+    return pump.add_link(std::move(a_side), std::move(b_side), a_to_b, b_to_a, 42);
   }
 
-  Namespace a_{"a"};
-  Namespace b_{"b"};
-  Namespace m_{"m"};
+  // The TAP form: AF_PACKET on ma (side a), a TAP device tp0 on br0 (side b).
+  FramePump::LinkId splice_tap(FramePump& pump) {
+    UniqueFd packet = m_.thread().invoke([this] { return open_packet_socket(ma(), "ma"); });
+    UniqueFd tap = m_.thread().invoke([] { return open_tap("tp0", "ma"); });
+    const int tp = m_.sock().link_index("tp0");
+    m_.sock().set_master(tp, m_.sock().link_index("br0"));
+    // No wait for operstate UP: a TAP device reports UNKNOWN.
+    m_.sock().set_link_up(tp, true);
+    return pump.add_link(std::move(packet), std::move(tap), LinkModelParams{}, LinkModelParams{},
+                         42);
+  }
+
+  int ma() { return m_.sock().link_index("ma"); }
+  int me() { return m_.sock().link_index("me"); }
+  // Packet sockets on the splice's two ends, as m's kernel lists them.
+  std::pair<int, int> splice_sockets() {
+    return m_.thread().invoke(
+        [this] { return std::pair<int, int>(packet_sockets_on(ma()), packet_sockets_on(me())); });
+  }
+
+  ScratchNetns a_{"a", ScratchNetns::Ipv6::kOff};
+  ScratchNetns b_{"b", ScratchNetns::Ipv6::kOff};
+  ScratchNetns m_{"m", ScratchNetns::Ipv6::kOff};
 };
 
 constexpr auto kTimeout = 1s;
@@ -320,13 +328,14 @@ TEST_F(FramePumpTest, SetParamsChangesTheDelayOfLaterPackets) {
   EXPECT_NEAR(median(after), want, std::max(0.5, 0.05 * want));
 }
 
-TEST_F(FramePumpTest, RemoveLinkStopsForwardingAndDeletesTheTap) {
+TEST_F(FramePumpTest, RemoveLinkStopsForwardingAndClosesBothPacketSockets) {
   FramePump pump;
   FramePump::LinkId id = splice(pump, LinkModelParams{}, LinkModelParams{});
+  EXPECT_EQ(splice_sockets(), std::make_pair(1, 1));
   Pinger ping(a_.thread(), "10.77.0.2");
   ASSERT_EQ(ping.rtts(2, kTimeout).size(), 2u);
   pump.remove_link(id);
-  EXPECT_THROW(m_.sock().link_index("tp0"), Error);  // the TAP went with its fd
+  EXPECT_EQ(splice_sockets(), std::make_pair(0, 0));  // closed by the time remove_link returns
   EXPECT_TRUE(ping.rtts(1, 200ms).empty());
   try {
     pump.set_params(id, LinkModelParams{}, LinkModelParams{});
@@ -426,7 +435,26 @@ TEST_F(FramePumpTest, DestructorJoinsTheLoopAndDropsHeldFrames) {
   }
   EXPECT_LT(Clock::now() - start, one_way);  // did not wait for held frames
   EXPECT_EQ(task_count(), tasks_before);
-  EXPECT_THROW(m_.sock().link_index("tp0"), Error);
+  EXPECT_EQ(splice_sockets(), std::make_pair(0, 0));
+}
+
+// TAP devices need /dev/net/tun, which some machines keep root-only (0600) even for a user that
+// owns its namespaces; the veth splice above is what runs there.
+TEST_F(FramePumpTest, TapEndpointForwardsAndItsDeviceGoesAwayWithItsFd) {
+  const int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    GTEST_SKIP() << "cannot open /dev/net/tun: " << std::strerror(errno)
+                 << " (TAP devices unavailable to this user)";
+  }
+  ::close(fd);
+  FramePump pump;
+  FramePump::LinkId id = splice_tap(pump);
+  Pinger ping(a_.thread(), "10.77.0.2");
+  ASSERT_EQ(ping.rtts(2, kTimeout).size(), 2u);
+  EXPECT_GE(pump.stats(id).b_to_a.frames_out, 2u);  // the replies came out of the TAP
+  pump.remove_link(id);
+  EXPECT_THROW(m_.sock().link_index("tp0"), Error);  // the TAP went with its fd
+  EXPECT_TRUE(ping.rtts(1, 200ms).empty());
 }
 
 }  // namespace

@@ -40,6 +40,7 @@
 #include "netns.hpp"
 #include "patchbay/error.hpp"
 #include "route_socket.hpp"
+#include "scratch_netns.hpp"
 #include "unique_fd.hpp"
 #include "worker_thread.hpp"
 
@@ -171,7 +172,8 @@ void expect_tbf(const Decoded& d, std::uint64_t rate, std::uint32_t burst, std::
 NetemParams params(std::uint32_t rate_kbit, double loss, std::uint32_t latency,
                    std::uint32_t jitter, double reorder, double duplicate, double corrupt,
                    int mtu = 1500) {
-  return NetemParams{rate_kbit, loss, latency, jitter, reorder, duplicate, corrupt, mtu};
+  return NetemParams{LinkLimits{rate_kbit, loss, latency, jitter, reorder, duplicate, corrupt},
+                     mtu};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,7 +336,7 @@ TEST(QdiscNetemMessages, RateOnlyLayoutRefusesConditionsItCannotCarry) {
                                params(8000, 0, 5, 0, 0, 0, 0)}) {
     try {
       build_tbf_root_messages(2, p);
-      ADD_FAILURE() << "no error for rate " << p.rate_kbit << " loss " << p.loss_pct;
+      ADD_FAILURE() << "no error for " << p.limits;
     } catch (const Error& e) {
       EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument) << e.what();
     }
@@ -372,13 +374,13 @@ TEST(QdiscNetemMessages, InvalidPercentagesAndReorderWithoutDelayAreRejected) {
 }
 
 TEST(QdiscNetemMessages, ConditionClassification) {
-  EXPECT_TRUE(is_unimpaired(params(0, 0, 0, 0, 0, 0, 0, 9000)));
-  EXPECT_FALSE(is_unimpaired(params(1, 0, 0, 0, 0, 0, 0)));
-  EXPECT_FALSE(needs_netem(params(5000, 0, 0, 0, 0, 0, 0)));
-  EXPECT_TRUE(needs_netem(params(5000, 0.001, 0, 0, 0, 0, 0)));
-  EXPECT_TRUE(needs_netem(params(0, 0, 0, 1, 0, 0, 0)));
-  EXPECT_TRUE(needs_netem(params(0, 0, 0, 0, 0, 0, 0.5)));
-  EXPECT_TRUE(needs_netem(params(0, 0, 0, 0, 0, 3, 0)));
+  EXPECT_TRUE(params(0, 0, 0, 0, 0, 0, 0, 9000).limits.is_empty());
+  EXPECT_FALSE(params(1, 0, 0, 0, 0, 0, 0).limits.is_empty());
+  EXPECT_FALSE(needs_netem(params(5000, 0, 0, 0, 0, 0, 0).limits));
+  EXPECT_TRUE(needs_netem(params(5000, 0.001, 0, 0, 0, 0, 0).limits));
+  EXPECT_TRUE(needs_netem(params(0, 0, 0, 1, 0, 0, 0).limits));
+  EXPECT_TRUE(needs_netem(params(0, 0, 0, 0, 0, 0, 0.5).limits));
+  EXPECT_TRUE(needs_netem(params(0, 0, 0, 0, 0, 3, 0).limits));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,15 +423,12 @@ bool on_path(const std::string& tool) {
 
 using NlSockPtr = std::unique_ptr<nl_sock, decltype(&nl_socket_free)>;
 
-// One network namespace: a worker thread living in it, a RouteSocket for links and addresses,
-// and a bare libnl socket for the qdisc calls (which take the caller's nl_sock).
-class Namespace {
+// A scratch namespace plus a bare libnl socket for the qdisc calls (which take the caller's
+// nl_sock), opened in it with extended acks on.
+class Namespace : public ScratchNetns {
  public:
   explicit Namespace(std::string name)
-      : name_(std::move(name)),
-        thread_("qd-" + name_, [this] { fd_ = create_netns_on_this_thread(name_); }),
-        route_(thread_.invoke([this] { return RouteSocket::open_in_current_netns(name_); })),
-        nl_(thread_.invoke([] {
+      : ScratchNetns(std::move(name)), nl_(thread().invoke([] {
           NlSockPtr s(nl_socket_alloc(), &nl_socket_free);
           if (!s || nl_connect(s.get(), NETLINK_ROUTE) < 0) throw std::runtime_error("nl socket");
           int one = 1;
@@ -437,17 +436,9 @@ class Namespace {
           return s;
         })) {}
 
-  const std::string& name() const { return name_; }
-  RouteSocket& route() { return route_; }
   nl_sock* nl() { return nl_.get(); }
-  WorkerThread& thread() { return thread_; }
-  int fd() const { return fd_.get(); }
 
  private:
-  std::string name_;
-  UniqueFd fd_;
-  WorkerThread thread_;
-  RouteSocket route_;
   NlSockPtr nl_;
 };
 
@@ -517,13 +508,13 @@ class QdiscKernelTest : public ::testing::Test {
  protected:
   // veth "to-b" (in a, 10.0.1.1/24) <-> "to-a" (in b, 10.0.1.2/24), both up and running.
   void SetUp() override {
-    ia_ = a_.route().add_veth(VethEnd{"to-b", -1, std::nullopt, true, 0, std::nullopt},
-                              VethEnd{"to-a", b_.fd(), std::nullopt, true, 0, std::nullopt});
-    ib_ = b_.route().link_index("to-a");
-    a_.route().add_address(ia_, prefix("10.0.1.1", 24));
-    b_.route().add_address(ib_, prefix("10.0.1.2", 24));
+    ia_ = a_.sock().add_veth(VethEnd{"to-b", -1, std::nullopt, true, 0, std::nullopt},
+                             VethEnd{"to-a", b_.fd(), std::nullopt, true, 0, std::nullopt});
+    ib_ = b_.sock().link_index("to-a");
+    a_.sock().add_address(ia_, prefix("10.0.1.1", 24));
+    b_.sock().add_address(ib_, prefix("10.0.1.2", 24));
     auto deadline = steady_clock::now() + std::chrono::seconds(10);
-    while (!(a_.route().link_oper_up("to-b") && b_.route().link_oper_up("to-a"))) {
+    while (!(a_.sock().link_oper_up("to-b") && b_.sock().link_oper_up("to-a"))) {
       ASSERT_LT(steady_clock::now(), deadline) << "veth did not come up";
       std::this_thread::sleep_for(milliseconds(5));
     }
