@@ -66,14 +66,16 @@ struct Run {
 
 Run iperf_once(const patchbay::Device& a, const patchbay::Device& b) {
   patchbay::Process server = b.spawn_command({"iperf3", "-s", "-1", "-p", "5201"});
+  std::string last;
   for (int attempt = 0; attempt < 100; ++attempt) {
     const double cpu0 = process_cpu_seconds();
     const auto sys0 = system_jiffies();
     patchbay::CommandResult r = a.run_command(
         {"iperf3", "-J", "-c", b.ip()->to_string(), "-p", "5201", "-t", "4", "-O", "1"},
         std::chrono::seconds(30));
-    if (!r.success() && (r.stdout_text.find("Connection refused") != std::string::npos ||
-                         r.stdout_text.find("busy") != std::string::npos)) {
+    last = r.stdout_text + r.stderr_text + server.stderr_text();
+    if (r.stdout_text.find("Connection refused") != std::string::npos ||
+        r.stdout_text.find("busy") != std::string::npos) {
       continue;  // the server is not listening yet, or the previous run's is still finishing
     }
     if (!r.success()) throw std::runtime_error("iperf3 failed: " + r.stdout_text + r.stderr_text);
@@ -85,9 +87,11 @@ Run iperf_once(const patchbay::Device& a, const patchbay::Device& b) {
     run.wall = j["end"]["sum_sent"]["seconds"].get<double>() + 1.0;
     run.emulator_cpu = process_cpu_seconds() - cpu0;
     run.system_busy_share = (sys1.first - sys0.first) / std::max(1.0, sys1.second - sys0.second);
+    // The next run's server needs the port: this one must be gone first.
+    if (!server.wait_for(std::chrono::seconds(10))) server.kill();
     return run;
   }
-  throw std::runtime_error("iperf3 server in b never listened");
+  throw std::runtime_error("iperf3 server in b never listened: " + last);
 }
 
 void LinkTcp(benchmark::State& state, std::optional<patchbay::LinkConditions> condition) {
