@@ -7,7 +7,7 @@
 // transfer is the emulator's cost: reported as `emulator_cores` (CPU seconds per second) and
 // `emulator_cores_per_Gbps`. `system_cores` is the whole machine's busy time (iperf3, the
 // kernel's softirqs, the emulator) from /proc/stat. Each iteration is one 4 s iperf3 run
-// (the first second omitted: slow start); sockets may grow to 64 MiB so a 20 ms RTT is not
+// (the first second omitted: slow start); sockets may grow to 256 MiB so a 20 ms RTT is not
 // window-limited.
 #include "link_bench.hpp"
 
@@ -50,7 +50,7 @@ std::pair<double, double> system_jiffies() {
 
 void grow_tcp_buffers(const patchbay::Device& d) {
   for (const char* key :
-       {"net.ipv4.tcp_rmem=4096 131072 67108864", "net.ipv4.tcp_wmem=4096 65536 67108864"}) {
+       {"net.ipv4.tcp_rmem=4096 131072 268435456", "net.ipv4.tcp_wmem=4096 65536 268435456"}) {
     patchbay::CommandResult r = d.run_command({"sysctl", "-q", "-w", key});
     if (!r.success()) throw std::runtime_error("sysctl " + std::string(key) + ": " + r.stderr_text);
   }
@@ -62,6 +62,7 @@ struct Run {
   double wall = 0;  // seconds, the omitted first one included
   double emulator_cpu = 0;
   double system_busy_share = 0;  // of all CPUs
+  double retransmits = 0;
 };
 
 Run iperf_once(const patchbay::Device& a, const patchbay::Device& b) {
@@ -85,6 +86,7 @@ Run iperf_once(const patchbay::Device& a, const patchbay::Device& b) {
     Run run;
     run.gbps = j["end"]["sum_received"]["bits_per_second"].get<double>() / 1e9;
     run.wall = j["end"]["sum_sent"]["seconds"].get<double>() + 1.0;
+    run.retransmits = j["end"]["sum_sent"].value("retransmits", 0.0);
     run.emulator_cpu = process_cpu_seconds() - cpu0;
     run.system_busy_share = (sys1.first - sys0.first) / std::max(1.0, sys1.second - sys0.second);
     // The next run's server needs the port: this one must be gone first.
@@ -106,6 +108,7 @@ void LinkTcp(benchmark::State& state, std::optional<patchbay::LinkConditions> co
   double wall = 0;
   double emulator_cpu = 0;
   double busy = 0;
+  double retransmits = 0;
   int runs = 0;
   for (auto _ : state) {
     try {
@@ -114,6 +117,7 @@ void LinkTcp(benchmark::State& state, std::optional<patchbay::LinkConditions> co
       wall += r.wall;
       emulator_cpu += r.emulator_cpu;
       busy += r.system_busy_share;
+      retransmits += r.retransmits;
       ++runs;
     } catch (const std::exception& e) {
       state.SkipWithError(e.what());
@@ -125,6 +129,7 @@ void LinkTcp(benchmark::State& state, std::optional<patchbay::LinkConditions> co
   state.counters["Gbps"] = mean;
   state.counters["emulator_cores"] = cores;
   state.counters["emulator_cores_per_Gbps"] = mean > 0 ? cores / mean : 0;
+  state.counters["retransmits"] = retransmits / std::max(1, runs);
   state.counters["system_cores"] = busy / std::max(1, runs) * std::thread::hardware_concurrency();
 }
 

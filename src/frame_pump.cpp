@@ -10,7 +10,6 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,8 +29,6 @@
 namespace patchbay::internal {
 namespace {
 
-// Largest frame a GSO superpacket can make, with room to spare (BIG TCP is off on veth/TAP).
-constexpr std::size_t kBufLen = 256u << 10;
 // Frames read from one endpoint per wakeup, so one busy link cannot starve the others.
 constexpr int kReadBatch = 64;
 constexpr int kSocketBuffer = 16 << 20;
@@ -91,6 +88,9 @@ UniqueFd open_packet_socket(int ifindex, const std::string& culprit) {
   if (::setsockopt(fd.get(), SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) {
     kernel_error(culprit, "PACKET_IGNORE_OUTGOING");
   }
+  // Straight to the driver: a veth has no queue worth passing through, and the emulator is
+  // the link's queue anyway. Best effort (an older kernel just keeps the qdisc path).
+  ::setsockopt(fd.get(), SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
   // The default 208 KiB holds three GSO superpackets or ~250 small frames: a burst arriving
   // while the loop is busy would be lost before the model sees it. FORCE works with
   // CAP_NET_ADMIN over the namespace; otherwise take what rmem_max allows.
@@ -115,13 +115,15 @@ struct FramePump::Endpoint {
   Link* link;
   int side;  // 0: a, 1: b; frames read here go out of the other side
   bool watched = true;
+  // Its socket's send buffer was full: frames for it wait (held) until EPOLLOUT.
+  bool write_blocked = false;
 };
 
 struct FramePump::Link {
   struct Held {
     std::int64_t at;
     std::uint64_t seq;  // ties keep arrival order
-    std::vector<unsigned char> frame;
+    FrameBuffer frame;
   };
   struct Direction {
     LinkModel model;
@@ -142,22 +144,15 @@ struct FramePump::Link {
   Direction dir[2];  // dir[s]: frames read from side s
 };
 
-FramePump::FramePump() : buf_(kBufLen) {
+FramePump::FramePump() : read_buf_(pool_.take(FrameBufferPool::kLarge)) {
   epoll_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
   wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  timer_ = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  if (!epoll_.valid() || !wake_.valid() || !timer_.valid()) {
-    kernel_error("frame pump", "cannot create epoll/eventfd/timerfd");
-  }
+  if (!epoll_.valid() || !wake_.valid()) kernel_error("frame pump", "cannot create epoll/eventfd");
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = &wake_;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) {
     kernel_error("frame pump", "epoll_ctl eventfd");
-  }
-  ev.data.ptr = &timer_;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, timer_.get(), &ev) < 0) {
-    kernel_error("frame pump", "epoll_ctl timerfd");
   }
   thread_ = std::thread([this] { run(); });
 }
@@ -276,7 +271,7 @@ void FramePump::on_readable(Endpoint& ep) {
   Link& link = *ep.link;
   Link::Direction& dir = link.dir[ep.side];
   for (int i = 0; i < kReadBatch; ++i) {
-    ssize_t n = ::read(link.fd[ep.side].get(), buf_.data(), buf_.size());
+    ssize_t n = ::read(link.fd[ep.side].get(), read_buf_.data(), read_buf_.capacity);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) return;
       if (errno == ENETDOWN) continue;  // AF_PACKET reports a link flap once; keep going
@@ -288,35 +283,64 @@ void FramePump::on_readable(Endpoint& ep) {
     if (static_cast<std::size_t>(n) < kVnetHdrLen) continue;
     const std::size_t len = static_cast<std::size_t>(n);
     VirtioNetHdr hdr;
-    std::memcpy(&hdr, buf_.data(), kVnetHdrLen);
+    std::memcpy(&hdr, read_buf_.data(), kVnetHdrLen);
     const bool gso = (hdr.gso_type & ~kVnetGsoEcn) != kVnetGsoNone;
     ++dir.stats.frames_in;
     const std::int64_t now = now_ns();
     if (gso) {
       ++dir.stats.gso_frames;
       if (needs_wire_packets(dir.model.params()) &&
-          segmenter_.split(buf_.data(), len) == GsoStatus::kSegmented) {
+          segmenter_.split(read_buf_.data(), len) == GsoStatus::kSegmented) {
         ++dir.stats.gso_split;
         for (std::size_t k = 0; k < segmenter_.count(); ++k) {
           std::span<unsigned char> seg = segmenter_.segment(k);
-          admit(link, ep.side, seg.data(), seg.size(), false, now);
+          admit(link, ep.side, seg.data(), seg.size(), false, now, nullptr);
         }
         continue;
       }
     }
-    admit(link, ep.side, buf_.data(), len, gso, now);
+    admit(link, ep.side, read_buf_.data(), len, gso, now, &read_buf_);
   }
 }
 
 void FramePump::admit(Link& link, int side, const unsigned char* record, std::size_t len, bool gso,
-                      std::int64_t now) {
+                      std::int64_t now, FrameBuffer* owner) {
   Link::Direction& dir = link.dir[side];
   const int out_fd = link.fd[1 - side].get();
   std::vector<LinkModel::Departure> departures =
       dir.model.admit(LinkModel::Time(now), len - kVnetHdrLen);
   if (departures.empty()) ++dir.stats.model_drops;
-  for (const LinkModel::Departure& d : departures) {
-    std::vector<unsigned char> frame(record, record + len);
+  for (std::size_t k = 0; k < departures.size(); ++k) {
+    const LinkModel::Departure& d = departures[k];
+    const std::int64_t at = d.at.count();
+    Endpoint& out = link.ep[1 - side];
+    if (!d.corrupt_bit && at <= now && dir.held.empty() && !out.write_blocked) {
+      // Due now and nothing ahead of it: straight out, no copy (the common 0 ms case).
+      if (::write(out_fd, record, len) >= 0) {
+        ++dir.stats.frames_out;
+        continue;
+      }
+      if (errno != EAGAIN && errno != ENOBUFS) {
+        ++dir.stats.write_errors;
+        continue;
+      }
+      // The far socket is full: the frame waits in line like a held one.
+      block_writes(out);
+    }
+    if (dir.held_bytes + len > kMaxHeldBytes) {
+      ++dir.stats.backlog_drops;
+      continue;
+    }
+    // A held superpacket keeps the buffer it was read into (the last departure takes it, the
+    // reader gets a fresh one); small frames and copies go into pooled buffers.
+    FrameBuffer frame;
+    if (owner && k + 1 == departures.size() && len > FrameBufferPool::kSmall) {
+      frame = std::exchange(*owner, pool_.take(FrameBufferPool::kLarge));
+      frame.len = len;
+    } else {
+      frame = pool_.take(len);
+      std::memcpy(frame.data(), record, len);
+    }
     if (d.corrupt_bit) {
       VirtioNetHdr h;
       std::memcpy(&h, frame.data(), kVnetHdrLen);
@@ -327,27 +351,20 @@ void FramePump::admit(Link& link, int side, const unsigned char* record, std::si
       // flipped bit in and never notice.
       if (gso || !complete_partial_checksum(eth, eth_len, h)) {
         ++dir.stats.corrupt_gso_drops;
+        pool_.give(std::move(frame));
         continue;
       }
       std::memcpy(frame.data(), &h, kVnetHdrLen);
       const std::size_t bit = *d.corrupt_bit % (8 * eth_len);
       eth[bit / 8] ^= static_cast<unsigned char>(1u << (bit % 8));
-    }
-    const std::int64_t at = d.at.count();
-    if (at <= now && dir.held.empty()) {
-      // Due now and nothing ahead of it: skip the hold (the common 0 ms case).
-      if (::write(out_fd, frame.data(), frame.size()) < 0) {
-        ++dir.stats.write_errors;
-      } else {
+      if (at <= now && dir.held.empty() && !out.write_blocked &&
+          ::write(out_fd, frame.data(), frame.len) >= 0) {
         ++dir.stats.frames_out;
+        pool_.give(std::move(frame));
+        continue;
       }
-      continue;
     }
-    if (dir.held_bytes + frame.size() > kMaxHeldBytes) {
-      ++dir.stats.backlog_drops;
-      continue;
-    }
-    dir.held_bytes += frame.size();
+    dir.held_bytes += len;
     dir.held.push_back(Link::Held{at, dir.next_seq++, std::move(frame)});
     std::push_heap(dir.held.begin(), dir.held.end(), Link::later);
   }
@@ -356,34 +373,53 @@ void FramePump::admit(Link& link, int side, const unsigned char* record, std::si
 void FramePump::flush_due(Link& link, int side, std::int64_t now) {
   Link::Direction& dir = link.dir[side];
   const int out_fd = link.fd[1 - side].get();
-  while (!dir.held.empty() && dir.held.front().at <= now) {
-    std::pop_heap(dir.held.begin(), dir.held.end(), Link::later);
-    Link::Held& h = dir.held.back();
-    if (::write(out_fd, h.frame.data(), h.frame.size()) < 0) {
+  Endpoint& out = link.ep[1 - side];
+  while (!out.write_blocked && !dir.held.empty() && dir.held.front().at <= now) {
+    if (::write(out_fd, dir.held.front().frame.data(), dir.held.front().frame.len) < 0) {
+      if (errno == EAGAIN || errno == ENOBUFS) {
+        block_writes(out);  // the frame stays first in line
+        return;
+      }
       ++dir.stats.write_errors;
     } else {
       ++dir.stats.frames_out;
     }
-    dir.held_bytes -= h.frame.size();
+    std::pop_heap(dir.held.begin(), dir.held.end(), Link::later);
+    Link::Held& h = dir.held.back();
+    dir.held_bytes -= h.frame.len;
+    pool_.give(std::move(h.frame));
     dir.held.pop_back();
   }
 }
 
-void FramePump::arm_timer() {
+void FramePump::block_writes(Endpoint& ep) {
+  ep.write_blocked = true;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT;
+  ev.data.ptr = &ep;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, ep.link->fd[ep.side].get(), &ev);
+}
+
+void FramePump::unblock_writes(Endpoint& ep) {
+  ep.write_blocked = false;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &ep;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, ep.link->fd[ep.side].get(), &ev);
+}
+
+std::int64_t FramePump::next_due() const {
   std::int64_t next = std::numeric_limits<std::int64_t>::max();
-  for (auto& [id, link] : links_) {
-    for (Link::Direction& dir : link->dir) {
-      if (!dir.held.empty()) next = std::min(next, dir.held.front().at);
+  for (const auto& [id, link] : links_) {
+    for (int side = 0; side < 2; ++side) {
+      const Link::Direction& dir = link->dir[side];
+      // A blocked direction waits for EPOLLOUT, not for the clock.
+      if (!dir.held.empty() && !link->ep[1 - side].write_blocked) {
+        next = std::min(next, dir.held.front().at);
+      }
     }
   }
-  itimerspec spec{};  // all zero: disarm
-  if (next != std::numeric_limits<std::int64_t>::max()) {
-    // An absolute time of 0 would disarm; anything already due fires at once.
-    next = std::max<std::int64_t>(next, 1);
-    spec.it_value.tv_sec = next / 1'000'000'000;
-    spec.it_value.tv_nsec = next % 1'000'000'000;
-  }
-  ::timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
+  return next;
 }
 
 void FramePump::run() {
@@ -398,19 +434,28 @@ void FramePump::run() {
       flush_due(*link, 0, now);
       flush_due(*link, 1, now);
     }
-    arm_timer();
-    int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, -1);
+    // Sleep until the earliest held frame is due (or an endpoint or a command wakes us), with
+    // the nanosecond timeout of epoll_pwait2: no timer fd to re-arm on every round.
+    const std::int64_t due = next_due();
+    int n;
+    if (due == std::numeric_limits<std::int64_t>::max()) {
+      n = ::epoll_wait(epoll_.get(), events, kMaxEvents, -1);
+    } else {
+      const std::int64_t wait = std::max<std::int64_t>(0, due - now_ns());
+      timespec timeout{static_cast<time_t>(wait / 1'000'000'000),
+                       static_cast<long>(wait % 1'000'000'000)};
+      n = ::epoll_pwait2(epoll_.get(), events, kMaxEvents, &timeout, nullptr);
+    }
     if (n < 0) continue;  // EINTR
     bool woken = false;
     for (int i = 0; i < n; ++i) {
       void* tag = events[i].data.ptr;
       if (tag == &wake_) {
         woken = true;
-      } else if (tag == &timer_) {
-        std::uint64_t expirations;
-        [[maybe_unused]] ssize_t r = ::read(timer_.get(), &expirations, sizeof expirations);
       } else {
-        on_readable(*static_cast<Endpoint*>(tag));
+        Endpoint& ep = *static_cast<Endpoint*>(tag);
+        if ((events[i].events & EPOLLOUT) && ep.write_blocked) unblock_writes(ep);
+        if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(ep);
       }
     }
     // Commands last: one may remove a link whose endpoint appears later in `events`.

@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "frame_buffer_pool.hpp"
 #include "gso_segment.hpp"
 #include "link_model.hpp"
 #include "unique_fd.hpp"
@@ -66,7 +67,7 @@ class FramePump {
     std::uint64_t model_drops = 0;        // lost or queue-dropped by the model
     std::uint64_t corrupt_gso_drops = 0;  // corrupted superpackets (dropped, see above)
     std::uint64_t backlog_drops = 0;      // the pump's own bound on held bytes
-    std::uint64_t write_errors = 0;       // the far endpoint refused the frame
+    std::uint64_t write_errors = 0;       // the far endpoint refused the frame (not "full")
     std::uint64_t socket_drops = 0;       // AF_PACKET receive buffer overflowed (not in frames_in)
   };
   struct LinkStats {
@@ -108,22 +109,27 @@ class FramePump {
   void call(std::function<void()> fn);
   Link& find(LinkId id, const char* what);
   void on_readable(Endpoint& ep);
-  // Puts one record (virtio_net_hdr + frame) through the direction's model.
+  // Puts one record (virtio_net_hdr + frame) through the direction's model. `owner`, when
+  // given, is the buffer holding the record: a held frame may take it over instead of a copy.
   void admit(Link& link, int side, const unsigned char* record, std::size_t len, bool gso,
-             std::int64_t now);
+             std::int64_t now, FrameBuffer* owner);
   void flush_due(Link& link, int dir, std::int64_t now);
-  void arm_timer();
+  // A full send buffer is back-pressure, not loss: frames wait until the socket drains.
+  void block_writes(Endpoint& ep);
+  void unblock_writes(Endpoint& ep);
+  // When the earliest held frame is due (INT64_MAX: none held).
+  std::int64_t next_due() const;
 
   UniqueFd epoll_;
-  UniqueFd wake_;   // eventfd: commands are queued
-  UniqueFd timer_;  // timerfd: the earliest held frame is due
+  UniqueFd wake_;  // eventfd: commands are queued
   std::mutex mu_;
   std::vector<std::function<void()>> commands_;  // guarded by mu_
   // Loop-thread state.
   bool stopping_ = false;
   LinkId next_id_ = 1;
   std::map<LinkId, std::unique_ptr<Link>> links_;
-  std::vector<unsigned char> buf_;
+  FrameBufferPool pool_;
+  FrameBuffer read_buf_;  // frames are read into it; a held superpacket takes it along
   GsoSegmenter segmenter_;
   std::thread thread_;
 };

@@ -1,6 +1,7 @@
 // Nothing leaks: destroying a lab frees namespaces, threads and processes, and a test process
 // killed with SIGKILL leaves nothing of its lab behind.
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -62,8 +63,16 @@ std::vector<pid_t> processes_where(
   while (dirent* e = ::readdir(d)) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     pid_t pid = std::atoi(e->d_name);
-    std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(f)), {});
+    // Plain read(2): a process may exit between open and read (ESRCH), which std::ifstream
+    // reports by throwing from its buffer; here it just means "gone".
+    std::string stat;
+    int fd = ::open((std::string("/proc/") + e->d_name + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      char buf[1024];
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n > 0) stat.assign(buf, static_cast<std::size_t>(n));
+      ::close(fd);
+    }
     if (!stat.empty() && pred(pid, stat)) out.push_back(pid);
   }
   ::closedir(d);
