@@ -1118,6 +1118,29 @@ std::string LabCore::describe_kernel_state(NodeId id) {
     NodeRecord& rec = record(id);
     std::string out = "# " + kind_name(rec.kind) + " '" + rec.name + "'\n" + rec.rtnl->describe();
     if (rec.nft) out += "\n# nftables\n" + rec.nft->list_ruleset();
+    // The emulator's counters for this node's impaired links: what the model dropped, and what
+    // the kernel or the emulator itself lost.
+    std::vector<std::pair<LinkEnds, LinkConditions>> links;
+    if (rec.device) {
+      for (const auto& i : rec.device->ifaces) links.emplace_back(iface_link(rec, i), i.condition);
+    }
+    if (rec.router) links.emplace_back(uplink_link(rec, *rec.router), rec.router->uplink_condition);
+    std::string emulated;
+    for (const auto& [ends, conditions] : links) {
+      auto stats = conditioner_->emulator_stats(ends.key);
+      if (!stats) continue;
+      auto line = [](const char* dir, const FramePump::DirectionStats& d) {
+        return std::string("  ") + dir + ": in " + std::to_string(d.frames_in) + ", out " +
+               std::to_string(d.frames_out) + ", superpackets " + std::to_string(d.gso_frames) +
+               " (split " + std::to_string(d.gso_split) + "), model drops " +
+               std::to_string(d.model_drops) + ", socket drops " + std::to_string(d.socket_drops) +
+               ", backlog drops " + std::to_string(d.backlog_drops) + ", write errors " +
+               std::to_string(d.write_errors) + "\n";
+      };
+      emulated += ends.label + " (" + to_string(conditions) + ")\n" +
+                  line("egress", stats->a_to_b) + line("ingress", stats->b_to_a);
+    }
+    if (!emulated.empty()) out += "\n# link emulator\n" + emulated;
     return out;
   });
 }

@@ -109,6 +109,18 @@ TEST_F(LinkConditionTest, LossPerDirectionLandsInTheBinomialInterval) {
   EXPECT_EQ(up.lost(), 0);
 }
 
+TEST_F(LinkConditionTest, KernelStateDescribesTheEmulatorsCounters) {
+  constexpr int kCount = 500;
+  a_->set_link_condition("eth0", LinkConditions::egress_only(limits({.loss_pct = 50})));
+  pbtest::UdpRun up = pbtest::udp_run(*a_, *b_, *b_->ip(), kCount, 0us, 300ms);
+  ASSERT_GT(up.lost(), 0);
+  // What write_artifacts() saves for a failed test: the model's drops match the datagrams lost.
+  const std::string state = a_->describe_kernel_state();
+  EXPECT_NE(state.find("# link emulator\ndevice 'a' interface 'eth0'"), std::string::npos) << state;
+  EXPECT_NE(state.find("model drops " + std::to_string(up.lost())), std::string::npos) << state;
+  EXPECT_EQ(b_->describe_kernel_state().find("# link emulator"), std::string::npos);
+}
+
 TEST_F(LinkConditionTest, RuntimeChangesApplyToTheNextPackets) {
   constexpr int kCount = 200;
   auto delivered = [&] {
