@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <exception>
 #include <future>
+#include <iterator>
 #include <limits>
 #include <utility>
 
@@ -51,6 +53,28 @@ void set_nonblocking(int fd, const std::string& culprit) {
   }
 }
 
+// A classic BPF program decides in the kernel, before a frame is queued: kSent keeps frames
+// whose packet type is OUTGOING (a bridge device's socket also sees what its ports deliver to
+// the stack), kNothing keeps none.
+void attach_capture_filter(int fd, PacketCapture capture, const std::string& culprit) {
+  sock_filter sent_only[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, static_cast<std::uint32_t>(SKF_AD_OFF + SKF_AD_PKTTYPE)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),  // the whole frame
+      BPF_STMT(BPF_RET | BPF_K, 0),
+  };
+  sock_filter none[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+  sock_fprog prog{};
+  if (capture == PacketCapture::kSent) {
+    prog = {static_cast<unsigned short>(std::size(sent_only)), sent_only};
+  } else {
+    prog = {static_cast<unsigned short>(std::size(none)), none};
+  }
+  if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) {
+    kernel_error(culprit, "SO_ATTACH_FILTER");
+  }
+}
+
 }  // namespace
 
 UniqueFd open_tap(const std::string& name, const std::string& culprit) {
@@ -77,7 +101,7 @@ UniqueFd open_tap(const std::string& name, const std::string& culprit) {
   return fd;
 }
 
-UniqueFd open_packet_socket(int ifindex, const std::string& culprit) {
+UniqueFd open_packet_socket(int ifindex, const std::string& culprit, PacketCapture capture) {
   // Protocol 0 until bound, so no frame of another interface slips in before bind().
   UniqueFd fd(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd.valid()) kernel_error(culprit, "cannot open AF_PACKET socket");
@@ -85,9 +109,12 @@ UniqueFd open_packet_socket(int ifindex, const std::string& culprit) {
   if (::setsockopt(fd.get(), SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) < 0) {
     kernel_error(culprit, "PACKET_VNET_HDR");
   }
-  if (::setsockopt(fd.get(), SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) {
+  if (capture == PacketCapture::kReceived &&
+      ::setsockopt(fd.get(), SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) {
     kernel_error(culprit, "PACKET_IGNORE_OUTGOING");
   }
+  // Before bind(): from the first frame on, only the wanted ones are queued.
+  if (capture != PacketCapture::kReceived) attach_capture_filter(fd.get(), capture, culprit);
   // Straight to the driver: a veth has no queue worth passing through, and the emulator is
   // the link's queue anyway. Best effort (an older kernel just keeps the qdisc path).
   ::setsockopt(fd.get(), SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);

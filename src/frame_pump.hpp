@@ -50,10 +50,17 @@ namespace patchbay::internal {
 // `culprit` names the link in errors.
 UniqueFd open_tap(const std::string& name, const std::string& culprit);
 
+// Which frames of its interface an AF_PACKET endpoint hands to the pump.
+enum class PacketCapture {
+  kReceived,  // what arrives from the peer, not what the pump itself writes (a veth end)
+  kSent,      // only what the namespace's stack sends out of it (a bridge device's output)
+  kNothing,   // none: the endpoint is only written to
+};
+
 // An AF_PACKET socket bound to `ifindex` (in the calling thread's network namespace) with
-// PACKET_VNET_HDR and PACKET_IGNORE_OUTGOING, so it sees what the peer sends and not what the
-// pump itself writes.
-UniqueFd open_packet_socket(int ifindex, const std::string& culprit);
+// PACKET_VNET_HDR, taking the frames `capture` says.
+UniqueFd open_packet_socket(int ifindex, const std::string& culprit,
+                            PacketCapture capture = PacketCapture::kReceived);
 
 class FramePump {
  public:

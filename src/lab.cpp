@@ -225,6 +225,11 @@ RouterBuilder& RouterBuilder::block_icmp_frag_needed(bool block) {
   spec_.block_icmp_frag_needed = block;
   return *this;
 }
+RouterBuilder& RouterBuilder::downlink_condition(const LinkCondition& condition) {
+  spec_.downlink_condition = condition;
+  return *this;
+}
+
 RouterBuilder& RouterBuilder::uplink_condition(const LinkConditions& conditions) {
   spec_.uplink_condition = conditions;
   return *this;

@@ -692,6 +692,11 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec, bool region_router
           data.block_icmp_frag_needed) {
         rec->nft->install(rules_for(data));
       }
+      if (spec.downlink_condition) {
+        conditioner_->apply_downlink(downlink_ends(*rec, data), std::nullopt,
+                                     spec.downlink_condition);
+        data.downlink_condition = spec.downlink_condition;
+      }
       if (data.nat_config) {
         write_conntrack_timeouts(root.netns.get(), rec->netns.get(), spec.name, data.nat_config);
       }
@@ -721,6 +726,7 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec, bool region_router
       }
     } catch (...) {
       if (uplink_created) conditioner_->forget(uplink_link(*rec, data));
+      conditioner_->forget_downlink(downlink_ends(*rec, data));
       // Leave the lab as it was: drop routes we added elsewhere; the namespace (and with it both
       // veth ends) goes away with the record.
       for (const auto& r : data.return_routes) {
@@ -907,8 +913,9 @@ void LabCore::teardown_node(NodeRecord& rec) {
   if (rec.device) {
     for (const auto& i : rec.device->ifaces) conditioner_->forget(iface_link(rec, i));
   }
-  if (rec.router) conditioner_->forget(uplink_link(rec, *rec.router));
   if (rec.router) {
+    conditioner_->forget(uplink_link(rec, *rec.router));
+    conditioner_->forget_downlink(downlink_ends(rec, *rec.router));
     if (rec.router->nptv6_prefix) plan_.release_nptv6(*rec.router->nptv6_prefix);
     for (const auto& r : rec.router->return_routes) {
       auto it = nodes_.find(r.ns_owner);
@@ -1090,6 +1097,8 @@ std::vector<Interface> LabCore::interfaces(NodeId id) const {
       lan.ll6 = d.lan_ll6;
     }
     lan.mac = format_mac(d.lan_mac);
+    // The downlink is what the router sends out of its LAN interface.
+    if (d.downlink_condition) lan.condition = LinkConditions::egress_only(*d.downlink_condition);
     out.push_back(std::move(lan));
   } else {
     Interface ix;
@@ -1125,6 +1134,13 @@ std::string LabCore::describe_kernel_state(NodeId id) {
       for (const auto& i : rec.device->ifaces) links.emplace_back(iface_link(rec, i), i.condition);
     }
     if (rec.router) links.emplace_back(uplink_link(rec, *rec.router), rec.router->uplink_condition);
+    if (rec.router && rec.router->downlink_condition) {
+      DownlinkEnds d = downlink_ends(rec, *rec.router);
+      LinkEnds as_link;
+      as_link.key = d.key;
+      as_link.label = d.label;
+      links.emplace_back(as_link, LinkConditions::egress_only(*rec.router->downlink_condition));
+    }
     std::string emulated;
     for (const auto& [ends, conditions] : links) {
       auto stats = conditioner_->emulator_stats(ends.key);
@@ -1307,6 +1323,19 @@ LinkEnds LabCore::uplink_link(NodeRecord& router, const RouterData& d) {
   return l;
 }
 
+DownlinkEnds LabCore::downlink_ends(NodeRecord& router, const RouterData& d) {
+  DownlinkEnds e;
+  e.key = "downlink@" + std::to_string(router.id);
+  e.label = "router '" + router.name + "' downlink";
+  e.seed_key = router.id;
+  e.netns = router.netns.get();
+  e.rtnl = router.rtnl.get();
+  e.nft = router.nft.get();
+  e.bridge_name = kLanBridge;
+  e.mtu = d.mtu.value_or(1500);
+  return e;
+}
+
 void LabCore::set_iface_condition(NodeId device, const std::string& iface,
                                   const LinkConditions& conditions) {
   control_->call([&] {
@@ -1328,6 +1357,18 @@ void LabCore::set_uplink_condition(NodeId router, const LinkConditions& conditio
       throw Error(ErrorKind::kNotFound, rec.name, "'" + rec.name + "' is not a router");
     conditioner_->apply(uplink_link(rec, *rec.router), rec.router->uplink_condition, conditions);
     rec.router->uplink_condition = conditions;
+  });
+}
+
+void LabCore::set_downlink_condition(NodeId router, const std::optional<LinkCondition>& condition) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    NodeRecord& rec = record(router);
+    if (!rec.router)
+      throw Error(ErrorKind::kNotFound, rec.name, "'" + rec.name + "' is not a router");
+    conditioner_->apply_downlink(downlink_ends(rec, *rec.router), rec.router->downlink_condition,
+                                 condition);
+    rec.router->downlink_condition = condition;
   });
 }
 
@@ -1756,7 +1797,9 @@ std::string LabCore::state_json() const {
             {"gateway", d.hosts_v4 ? json(d.hosts_v4->gateway_v4().to_string()) : json(nullptr)},
             {"cidr_v6", opt(d.lan_v6)},
             {"gateway_v6", d.hosts_v6 ? json(d.hosts_v6->gateway_v6().to_string()) : json(nullptr)},
-            {"ll_v6", d.lan_v6 ? json(d.lan_ll6.to_string()) : json(nullptr)}}},
+            {"ll_v6", d.lan_v6 ? json(d.lan_ll6.to_string()) : json(nullptr)},
+            {"downlink_condition",
+             d.downlink_condition ? json::parse(to_json(*d.downlink_condition)) : json(nullptr)}}},
       });
     } else if (rec->device) {
       json ifaces = json::array();

@@ -56,6 +56,7 @@ struct RouterData {
   std::string wan_name;     // "ix" or "wan"
   std::string parent_port;  // "i<id>" in the lab root or "h<id>" in the upstream router
   LinkConditions uplink_condition{};
+  std::optional<LinkCondition> downlink_condition{};
   std::optional<Ipv4Net> wan_v4;
   std::optional<Ipv6Net> wan_v6;
   Ipv6Address wan_ll6;
@@ -157,6 +158,7 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   void set_iface_condition(NodeId device, const std::string& iface,
                            const LinkConditions& conditions);
   void set_uplink_condition(NodeId router, const LinkConditions& conditions);
+  void set_downlink_condition(NodeId router, const std::optional<LinkCondition>& condition);
   // Between a device and its gateway, or a router and the router directly upstream of it.
   void set_link_condition(NodeId a, NodeId b, const LinkConditions& conditions);
   LinkBackend link_backend();
@@ -225,6 +227,7 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   // The two ends of a device interface's link, or of a router's uplink (caller holds mu_).
   LinkEnds iface_link(NodeRecord& dev, const DeviceIfaceRecord& iface);
   LinkEnds uplink_link(NodeRecord& router, const RouterData& data);
+  DownlinkEnds downlink_ends(NodeRecord& router, const RouterData& data);
 
   LabOptions options_;
   std::filesystem::path outdir_;

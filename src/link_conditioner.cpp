@@ -6,7 +6,9 @@
 #include <exception>
 #include <utility>
 
+#include "downlink_rules.hpp"
 #include "netns.hpp"
+#include "nft_ruleset.hpp"
 #include "patchbay/error.hpp"
 #include "qdisc_netem.hpp"
 #include "route_socket.hpp"
@@ -157,10 +159,7 @@ LinkConditioner::Splice LinkConditioner::splice(const LinkEnds& link,
     rs.wait_until_oper_up(s.bridge_end);
     rs.set_master(outer, 0);
     released = true;
-    if (!pump_) {
-      pump_ = std::make_unique<FramePump>();
-      pump_started_ = true;
-    }
+    ensure_pump();
     s.pump_link = pump_->add_link(std::move(node_side), std::move(bridge_side),
                                   model_params(conditions.egress), model_params(conditions.ingress),
                                   derive_seed(seed_, link.seed_key, 0));
@@ -195,6 +194,116 @@ void LinkConditioner::forget(const LinkEnds& link) noexcept {
     link.outer_rtnl->delete_link(link.outer_rtnl->link_index(s.pump_end));
   } catch (const std::exception&) {
     // The outer namespace may already be on its way out with the whole lab.
+  }
+}
+
+void LinkConditioner::ensure_pump() {
+  if (pump_) return;
+  pump_ = std::make_unique<FramePump>();
+  pump_started_ = true;
+}
+
+void LinkConditioner::apply_downlink(const DownlinkEnds& downlink,
+                                     const std::optional<LinkCondition>& before,
+                                     const std::optional<LinkCondition>& after) {
+  if (after) after->limits().validate();
+  const bool wanted = after && !after->limits().is_empty();
+  if (backend() == LinkBackend::Kernel) {
+    try {
+      apply_qdisc(*downlink.rtnl, downlink.bridge_name, wanted ? after : std::nullopt,
+                  downlink.mtu);
+    } catch (const Error& e) {
+      throw Error(e.kind(), downlink.label, downlink.label + ": " + e.what(), e.sys_errno());
+    }
+    return;
+  }
+  (void)before;  // the emulator replaces its parameters as a whole
+  auto it = spliced_.find(downlink.key);
+  if (!wanted) {
+    if (it != spliced_.end()) {
+      Splice s = it->second;
+      spliced_.erase(it);
+      unsplice_downlink(downlink, s);
+    }
+    return;
+  }
+  if (it != spliced_.end()) {
+    pump_->set_params(it->second.pump_link, model_params(after), LinkModelParams{});
+    return;
+  }
+  spliced_.emplace(downlink.key, splice_downlink(downlink, *after));
+}
+
+LinkConditioner::Splice LinkConditioner::splice_downlink(const DownlinkEnds& downlink,
+                                                         const LinkCondition& condition) {
+  RouteSocket& rs = *downlink.rtnl;
+  Splice s;
+  s.pump_end = kDownlinkPumpEnd;
+  s.bridge_end = kDownlinkBridgeEnd;
+  const int bridge = rs.link_index(downlink.bridge_name);
+  bool created = false;
+  bool pumped = false;
+  try {
+    rs.add_veth(VethEnd{s.bridge_end, -1, std::nullopt, false, 0, downlink.mtu},
+                VethEnd{s.pump_end, -1, std::nullopt, false, 0, downlink.mtu});
+    created = true;
+    const int pump_end = rs.link_index(s.pump_end);
+    const int bridge_end = rs.link_index(s.bridge_end);
+    UniqueFd stack_side;
+    UniqueFd lan_side;
+    {
+      ReturnToRoot home(root_netns_);
+      enter_netns(downlink.netns, rs.node());
+      make_silent(s.pump_end, rs.node());
+      make_silent(s.bridge_end, rs.node());
+      stack_side = open_packet_socket(bridge, downlink.label, PacketCapture::kSent);
+      lan_side = open_packet_socket(pump_end, downlink.label, PacketCapture::kNothing);
+    }
+    rs.set_link_up(pump_end, true);
+    rs.set_master(bridge_end, bridge);
+    // The frames it brings in carry the bridge's own MAC as their source; learning would only
+    // make the kernel log "received packet with own address as source address" for each.
+    rs.set_bridge_port_learning(bridge_end, false);
+    rs.set_link_up(bridge_end, true);
+    rs.wait_until_oper_up(s.pump_end);
+    rs.wait_until_oper_up(s.bridge_end);
+    ensure_pump();
+    s.pump_link =
+        pump_->add_link(std::move(stack_side), std::move(lan_side), model_params(condition),
+                        LinkModelParams{}, derive_seed(seed_, downlink.seed_key, 1));
+    pumped = true;
+    // From here the pump carries the router's LAN output. Frames the stack sent in the few
+    // microseconds between the socket's bind and this batch went both ways (a duplicate at
+    // most, never a loss).
+    downlink.nft->apply_table(plan_downlink_divert(true));
+  } catch (...) {
+    try {
+      if (pumped) pump_->remove_link(s.pump_link);
+      if (created) rs.delete_link(rs.link_index(s.pump_end));
+    } catch (...) {
+      // Reported through the original error; the router's namespace goes away with its lab.
+    }
+    throw;
+  }
+  return s;
+}
+
+void LinkConditioner::unsplice_downlink(const DownlinkEnds& downlink, const Splice& s) {
+  // The direct path first, so the router's output is never dropped with nobody carrying it.
+  downlink.nft->apply_table(plan_downlink_divert(false));
+  pump_->remove_link(s.pump_link);
+  downlink.rtnl->delete_link(downlink.rtnl->link_index(s.pump_end));
+}
+
+void LinkConditioner::forget_downlink(const DownlinkEnds& downlink) noexcept {
+  auto it = spliced_.find(downlink.key);
+  if (it == spliced_.end()) return;
+  Splice s = it->second;
+  spliced_.erase(it);
+  try {
+    pump_->remove_link(s.pump_link);
+  } catch (const std::exception&) {
+    // The router's namespace, with the splice's interfaces and table, goes away with it.
   }
 }
 

@@ -39,6 +39,7 @@
 
 namespace patchbay::internal {
 
+class NftSocket;
 class RouteSocket;
 
 // One link of the lab, as the conditioner needs to see it.
@@ -51,6 +52,26 @@ struct LinkEnds {
   int outer_netns = -1;
   RouteSocket* outer_rtnl = nullptr;
   std::string outer_ifname;
+  std::string bridge_name;
+  int mtu = 1500;
+};
+
+// A router's downlink: everything the router's own stack sends into its LAN bridge (routed
+// traffic for all devices and sub-routers of the LAN, and the router's own packets). Frames
+// bridged between LAN ports do not take it.
+//
+// Kernel backend: netem/tbf on the bridge device. Userspace backend: an AF_PACKET socket on the
+// bridge device takes the stack's output, table bridge pb_downlink (downlink_rules.hpp) drops
+// the original at the bridge's output hook, and the pump writes the frame into a port of its own:
+//
+//     stack ─ bridge ─[AF_PACKET, output only]─ pump ─ dl-p ══ dl-s ─ bridge ─ ports
+struct DownlinkEnds {
+  std::string key;    // unique within the lab: "downlink@<router id>"
+  std::string label;  // "router 'home' downlink"
+  std::uint64_t seed_key = 0;
+  int netns = -1;  // the router's namespace
+  RouteSocket* rtnl = nullptr;
+  NftSocket* nft = nullptr;
   std::string bridge_name;
   int mtu = 1500;
 };
@@ -81,7 +102,12 @@ class LinkConditioner {
   // Never throws.
   void forget(const LinkEnds& link) noexcept;
 
-  // Emulator counters of a spliced link (nullopt if the link is not emulated).
+  // The same for a router's downlink (one direction: into the LAN).
+  void apply_downlink(const DownlinkEnds& downlink, const std::optional<LinkCondition>& before,
+                      const std::optional<LinkCondition>& after);
+  void forget_downlink(const DownlinkEnds& downlink) noexcept;
+
+  // Emulator counters of a spliced link or downlink (nullopt if it is not emulated).
   std::optional<FramePump::LinkStats> emulator_stats(const std::string& key);
   // Whether the emulator thread runs (for thread accounting; readable from any thread).
   bool emulator_running() const { return pump_started_.load(); }
@@ -92,12 +118,17 @@ class LinkConditioner {
     std::string pump_end;    // <outer>e, read by the pump
     std::string bridge_end;  // <outer>s, on the bridge
   };
+  static constexpr const char* kDownlinkPumpEnd = "dl-p";
+  static constexpr const char* kDownlinkBridgeEnd = "dl-s";
 
   void apply_kernel(const LinkEnds& link, const LinkConditions& before,
                     const LinkConditions& after);
   void apply_userspace(const LinkEnds& link, const LinkConditions& after);
   Splice splice(const LinkEnds& link, const LinkConditions& conditions);
   void unsplice(const LinkEnds& link, const Splice& s);
+  Splice splice_downlink(const DownlinkEnds& downlink, const LinkCondition& condition);
+  void unsplice_downlink(const DownlinkEnds& downlink, const Splice& s);
+  void ensure_pump();
 
   LinkBackend requested_;
   std::optional<LinkBackend> resolved_;

@@ -539,6 +539,13 @@ void NftSocket::install(const RouterRules& rules) {
   tx.commit(sock_, "install");
 }
 
+void NftSocket::apply_table(const NftTableSpec& table) {
+  drain(sock_);
+  Transaction tx(seq_, node_);
+  emit_table(tx, table);
+  tx.commit(sock_, "update");
+}
+
 void NftSocket::clear() {
   drain(sock_);
   Transaction tx(seq_, node_);

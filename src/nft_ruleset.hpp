@@ -33,7 +33,10 @@ class NftSocket {
   // the delete step: a deleted table is freed by deferred kernel work that the socket's close
   // then waits for (an RCU grace period, ~7 ms here).
   void install(const RouterRules& rules);
-  // Removes every pb_* table (one batch). No-op when there are none.
+  // Creates, replaces or (table.wanted false) deletes one table outside the router plan, in
+  // one batch: tables other parts of the lab own, such as the downlink splice's.
+  void apply_table(const NftTableSpec& table);
+  // Removes every pb_* table of the router plan (one batch). No-op when there are none.
   void clear();
   // Deletes all elements of the NAT table's mapping sets (the state `rules` created).
   void flush_nat_sets(const RouterRules& rules);

@@ -161,6 +161,12 @@ LinkConditions Device::link_condition(const std::string& iface) const {
 void Router::set_uplink_condition(const LinkConditions& conditions) const {
   core()->set_uplink_condition(id_, conditions);
 }
+void Router::set_downlink_condition(const std::optional<LinkCondition>& condition) const {
+  core()->set_downlink_condition(id_, condition);
+}
+std::optional<LinkCondition> Router::downlink_condition() const {
+  return core()->router_data(id_).downlink_condition;
+}
 LinkConditions Router::uplink_condition() const {
   return core()->router_data(id_).uplink_condition;
 }

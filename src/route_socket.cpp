@@ -457,6 +457,26 @@ void RouteSocket::set_master(int ifindex, int master_ifindex) {
   check(node_, what, run([&] { return nl_send_sync(sock_, msg.release()); }));
 }
 
+void RouteSocket::set_bridge_port_learning(int ifindex, bool learning) {
+  const What what = [&] {
+    return std::string(learning ? "enable" : "disable") + " MAC learning on bridge port " +
+           link_label(sock_, ifindex) + " in " + quoted(node_);
+  };
+  // AF_BRIDGE + IFLA_PROTINFO: the bridge's own port attributes, as `bridge link set` sends.
+  MsgPtr msg(nlmsg_alloc_simple(RTM_SETLINK, 0));
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_BRIDGE;
+  ifi.ifi_index = ifindex;
+  nlattr* protinfo = nullptr;
+  if (!msg || nlmsg_append(msg.get(), &ifi, sizeof ifi, NLMSG_ALIGNTO) < 0 ||
+      (protinfo = nla_nest_start(msg.get(), IFLA_PROTINFO | NLA_F_NESTED)) == nullptr ||
+      nla_put_u8(msg.get(), IFLA_BRPORT_LEARNING, learning ? 1 : 0) < 0 ||
+      nla_nest_end(msg.get(), protinfo) < 0) {
+    throw_nomem(node_, what);
+  }
+  check(node_, what, run([&] { return nl_send_sync(sock_, msg.release()); }));
+}
+
 void RouteSocket::wait_until_oper_up(const std::string& name, std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   for (;;) {

@@ -85,6 +85,8 @@ class RouteSocket {
   void set_mtu(int ifindex, int mtu);
   // Enslaves the link to a bridge, or releases it from its bridge when master_ifindex is 0.
   void set_master(int ifindex, int master_ifindex);
+  // Turns MAC learning on a bridge port on or off (IFLA_BRPORT_LEARNING).
+  void set_bridge_port_learning(int ifindex, bool learning);
   // Returns once the link's operstate is UP (polling link_oper_up). A veth end that comes up
   // gets its carrier at once but its queueing discipline only when the kernel's link-watch
   // work runs; until then packets are dropped. Linkwatch needs the RTNL lock, which namespace

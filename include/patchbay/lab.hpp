@@ -154,6 +154,10 @@ class RouterBuilder {
   RouterBuilder& block_icmp_frag_needed(bool block = true);
   // Impairs the uplink (towards the IX or the upstream router); egress is the router's upload.
   RouterBuilder& uplink_condition(const LinkConditions& conditions);
+  // Impairs the router's downlink: everything it routes into its LAN (the download of all its
+  // devices and sub-routers together, sharing one rate) and its own packets there. Traffic
+  // between devices of the LAN is bridged and does not take it.
+  RouterBuilder& downlink_condition(const LinkCondition& condition);
 
   // Creates the router; on failure nothing of it remains and Error says why.
   [[nodiscard]] Router build();
@@ -174,6 +178,7 @@ class RouterBuilder {
     std::optional<int> mtu;
     bool block_icmp_frag_needed = false;
     LinkConditions uplink_condition;
+    std::optional<LinkCondition> downlink_condition;
   };
   RouterBuilder(std::shared_ptr<internal::LabCore> core, std::string name);
 

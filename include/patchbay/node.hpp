@@ -220,6 +220,10 @@ class Router : public Node {
   // effect for the next packet; packets already held by the emulator keep their schedule.
   void set_uplink_condition(const LinkConditions& conditions) const;
   LinkConditions uplink_condition() const;
+  // Impairs the downlink (see RouterBuilder::downlink_condition); nullopt clears it. Takes
+  // effect for the next packet.
+  void set_downlink_condition(const std::optional<LinkCondition>& condition) const;
+  std::optional<LinkCondition> downlink_condition() const;
 
   Router(std::weak_ptr<internal::LabCore> lab, NodeId id, std::string name)
       : Node(std::move(lab), id, std::move(name), NodeKind::Router) {}

@@ -209,48 +209,16 @@ TEST_F(LinkConditionTest, UnknownInterfaceIsNamed) {
 
 namespace {
 
-// iperf3 -J from a to b; the parsed JSON's end.sum_received.bits_per_second and the sender's
-// retransmits.
-struct TcpRun {
-  double bits_per_second = 0;
-  long retransmits = 0;
-  long segments_sent = 0;
-};
-
-TcpRun iperf(const Device& client, const Device& server, const std::vector<std::string>& extra) {
-  patchbay::Process srv = server.spawn_command({"iperf3", "-s", "-1", "-p", "5201"});
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    std::vector<std::string> cmd = {"iperf3", "-J", "-c", server.ip()->to_string(), "-p", "5201"};
-    cmd.insert(cmd.end(), extra.begin(), extra.end());
-    patchbay::CommandResult r = client.run_command(patchbay::Command(cmd), 60s);
-    if (r.stdout_text.find("Connection refused") != std::string::npos) continue;  // not up yet
-    EXPECT_TRUE(r.success()) << r.stdout_text << r.stderr_text;
-    TcpRun out;
-    auto number_after = [&](const std::string& section, const std::string& key) -> double {
-      std::size_t s = r.stdout_text.find("\"" + section + "\"");
-      if (s == std::string::npos) return -1;
-      std::size_t k = r.stdout_text.find("\"" + key + "\"", s);
-      if (k == std::string::npos) return -1;
-      return std::stod(r.stdout_text.substr(r.stdout_text.find(':', k) + 1));
-    };
-    out.bits_per_second = number_after("sum_received", "bits_per_second");
-    out.retransmits = static_cast<long>(number_after("sum_sent", "retransmits"));
-    return out;
-  }
-  ADD_FAILURE() << "iperf3 server never listened";
-  return {};
-}
-
 TEST_F(LinkConditionTest, RateCapsTcpGoodput) {
   constexpr std::uint32_t kRateKbit = 20'000;
   a_->set_link_condition("eth0", LinkConditions::egress_only(limits({.rate_kbit = kRateKbit})));
   // 4 s with the first second (slow start) left out.
-  TcpRun up = iperf(*a_, *b_, {"-t", "4", "-O", "1"});
+  pbtest::TcpRun up = pbtest::iperf(*a_, *b_, {"-t", "4", "-O", "1"});
   const double want = kRateKbit * 1000.0;
   // Goodput is payload: TCP/IP/Ethernet headers take 66 of every 1514 bytes on the wire.
   EXPECT_NEAR(up.bits_per_second, want, 0.05 * want);
   // The download is not capped.
-  TcpRun down = iperf(*a_, *b_, {"-t", "2", "-R"});
+  pbtest::TcpRun down = pbtest::iperf(*a_, *b_, {"-t", "2", "-R"});
   EXPECT_GT(down.bits_per_second, 5 * want);
 }
 
@@ -258,7 +226,7 @@ TEST_F(LinkConditionTest, LossHitsWirePacketsNotSuperpackets) {
   // TCP sends 64 KiB superpackets through veth; 2 % loss on them would cost whole windows. Per
   // wire packet, the sender retransmits about 2 % of its segments and keeps a useful rate.
   a_->set_link_condition("eth0", LinkConditions::egress_only(limits({.loss_pct = 2})));
-  TcpRun up = iperf(*a_, *b_, {"-t", "2", "-M", "1400"});
+  pbtest::TcpRun up = pbtest::iperf(*a_, *b_, {"-t", "2", "-M", "1400"});
   EXPECT_GT(up.retransmits, 0);
   EXPECT_GT(up.bits_per_second, 0);
 }

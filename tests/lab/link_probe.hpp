@@ -3,6 +3,7 @@
 // (a reply, a datagram) with a deadline derived from the configured condition.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -166,6 +167,41 @@ inline UdpRun udp_run(const patchbay::Node& from, const patchbay::Node& to,
   sending = false;
   reader.join();
   return run;
+}
+
+// What iperf3 -J reported: end.sum_received.bits_per_second and the sender's retransmits.
+struct TcpRun {
+  double bits_per_second = 0;
+  long retransmits = 0;
+};
+
+// One iperf3 run from `client` to a one-shot server in `server` (`extra`: e.g. {"-t", "4"},
+// or "-R" for server -> client). Waits for the server to exit, so the next run gets the port.
+inline TcpRun iperf(const patchbay::Device& client, const patchbay::Device& server,
+                    const std::vector<std::string>& extra) {
+  using namespace std::chrono_literals;
+  patchbay::Process srv = server.spawn_command({"iperf3", "-s", "-1", "-p", "5201"});
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::vector<std::string> cmd = {"iperf3", "-J", "-c", server.ip()->to_string(), "-p", "5201"};
+    cmd.insert(cmd.end(), extra.begin(), extra.end());
+    patchbay::CommandResult r = client.run_command(patchbay::Command(cmd), 60s);
+    if (r.stdout_text.find("Connection refused") != std::string::npos) continue;  // not up yet
+    EXPECT_TRUE(r.success()) << r.stdout_text << r.stderr_text;
+    TcpRun out;
+    auto number_after = [&](const std::string& section, const std::string& key) -> double {
+      std::size_t s = r.stdout_text.find("\"" + section + "\"");
+      if (s == std::string::npos) return -1;
+      std::size_t k = r.stdout_text.find("\"" + key + "\"", s);
+      if (k == std::string::npos) return -1;
+      return std::stod(r.stdout_text.substr(r.stdout_text.find(':', k) + 1));
+    };
+    out.bits_per_second = number_after("sum_received", "bits_per_second");
+    out.retransmits = static_cast<long>(number_after("sum_sent", "retransmits"));
+    if (!srv.wait_for(10s)) srv.kill();
+    return out;
+  }
+  ADD_FAILURE() << "iperf3 server never listened";
+  return {};
 }
 
 }  // namespace pbtest
