@@ -1,5 +1,6 @@
 // patchbay_bench: what building and tearing down labs costs.
 //   CanonicalLab — {public router, home NAT router, one device behind each}, create + destroy
+//   CanonicalLabWithOutput — the same with an output directory (events.jsonl, live state.json)
 //   Lab100       — 10 public routers, 10 NAT routers behind them, 80 devices, create + destroy
 //   RawFloor100  — the same kernel work done with bare netlink calls on one thread (no
 //                  bookkeeping, no validation): Lab100 / RawFloor100 is the library's overhead.
@@ -18,6 +19,9 @@
 // time they report the median wall and CPU time of each repetition's calls (docs/performance.md).
 #include <benchmark/benchmark.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include <algorithm>
 #include <chrono>
@@ -71,9 +75,9 @@ void register_lab_benchmark(const char* name, void (*fn)(benchmark::State&), int
       ->Unit(benchmark::kMillisecond);
 }
 
-void CanonicalLab(benchmark::State& state) {
+void build_canonical_lab(benchmark::State& state, patchbay::LabOptions options) {
   measure(state, [&] {
-    patchbay::Lab lab;
+    patchbay::Lab lab(options);
     auto dc = lab.add_router("dc").preset(RouterPreset::Public).build();
     auto home = lab.add_router("home").preset(RouterPreset::Home).build();
     (void)lab.add_device("server").iface("eth0", dc).build();
@@ -81,6 +85,17 @@ void CanonicalLab(benchmark::State& state) {
     if (lab.thread_count() != 1)
       state.SkipWithError("a thread per namespace was started at build time");
   });
+}
+
+void CanonicalLab(benchmark::State& state) { build_canonical_lab(state, {}); }
+
+// The same with an output directory: events.jsonl and state.json written on every event.
+void CanonicalLabWithOutput(benchmark::State& state) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("patchbay-bench-out-" + std::to_string(::getpid()));
+  build_canonical_lab(state, patchbay::LabOptions{.outdir = dir});
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 void Lab100(benchmark::State& state) {
@@ -285,6 +300,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   register_lab_benchmark("CanonicalLab", CanonicalLab, 30, 500);
+  register_lab_benchmark("CanonicalLabWithOutput", CanonicalLabWithOutput, 30, 500);
   register_lab_benchmark("Lab100", Lab100, 10, 2000);
   register_lab_benchmark("RawFloor100", RawFloor100, 10, 2000);
   register_nat_benchmark("NatApply", NatApply, 200);

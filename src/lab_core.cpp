@@ -350,9 +350,61 @@ LabCore::LabCore(LabOptions options) : options_(std::move(options)) {
     }
     throw;
   }
+  // Events only where the user asked for output: a temporary directory goes away unread.
+  events_ = owns_outdir_ ? std::make_shared<EventLog>()
+                         : std::make_shared<EventLog>(outdir_ / "events.jsonl");
   nodes_.emplace(kIxId, std::move(root));
   nodes_.at(kIxId)->runtime = make_runtime(*nodes_.at(kIxId), "ix");
   conditioner_ = std::make_unique<LinkConditioner>(backend, seed_, rootp->netns.get());
+  emit_event("lab_created", {{"lab_prefix", root_label.substr(0, root_label.size() - 5)},
+                             {"label", options_.label}});
+  emit_event("ix_created", {{"bridge", kIxBridge},
+                            {"cidr", AddressPlan::ix_v4().to_string()},
+                            {"gw", AddressPlan::ix_gateway_v4().to_string()},
+                            {"cidr_v6", AddressPlan::ix_v6().to_string()},
+                            {"gw_v6", AddressPlan::ix_gateway_v6().to_string()}});
+}
+
+void LabCore::emit_event(std::string_view kind, const EventLog::Payload& payload) {
+  std::lock_guard lock(mu_);
+  emit_event_locked(kind, payload);
+}
+
+void LabCore::user_event(NodeId node, const std::string& name,
+                         const std::vector<std::pair<std::string, std::string>>& fields) {
+  if (name.empty()) {
+    throw Error(ErrorKind::kInvalidArgument, "event", "an event needs a name");
+  }
+  std::lock_guard lock(mu_);
+  const NodeRecord& rec = record(node);
+  if (!events_ || !events_->enabled()) return;
+  EventLog::Payload field_json = EventLog::Payload::object();
+  for (const auto& [key, value] : fields) field_json[key] = value;
+  EventLog::Payload line = {
+      {"timestamp", rfc3339_now()}, {"node", rec.name}, {"name", name}, {"fields", field_json}};
+  // One file per node, appended line by line (O_APPEND: whole lines even from several threads).
+  const std::filesystem::path file =
+      outdir_ / (kind_name(rec.kind) + "." + rec.name + ".events.jsonl");
+  std::ofstream out(file, std::ios::app);
+  out << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  out.close();
+  events_->emit("user_event", {{"node", rec.name}, {"name", name}, {"fields", field_json}});
+}
+
+void LabCore::emit_event_locked(std::string_view kind, const EventLog::Payload& payload) {
+  if (!events_ || !events_->enabled()) return;
+  events_->emit(kind, payload);
+  // After close the nodes are going away; the state written at close stays the last word.
+  if (closed_ && kind != "lab_stopped") return;
+  // state.json follows every event, replaced whole (write, then rename), so a reader never
+  // sees a half-written file.
+  const std::filesystem::path tmp = outdir_ / "state.json.tmp";
+  {
+    std::ofstream out(tmp);
+    out << state_json_locked() << "\n";
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, outdir_ / "state.json", ec);
 }
 
 LabCore::~LabCore() { close(); }
@@ -368,7 +420,10 @@ bool LabCore::called_from_lab_thread() const {
 
 bool LabCore::mark_closed() {
   std::lock_guard lock(mu_);
-  return !std::exchange(closed_, true);  // from here on nodes are dead to handles and builders
+  if (std::exchange(closed_, true)) return false;  // from here on nodes are dead to handles
+  // The last state with every node still in it, marked "stopped".
+  emit_event_locked("lab_stopped", {});
+  return true;
 }
 
 void LabCore::teardown() {
@@ -441,6 +496,12 @@ std::shared_ptr<NodeRuntime> LabCore::make_runtime(NodeRecord& rec, std::string_
   cfg.netns_fd = rec.netns.get();
   cfg.outdir = outdir_;
   cfg.pid_namespace_fd = [this] { return pid_namespace_fd(); };
+  if (events_ && events_->enabled()) {
+    // Commands change no topology: events.jsonl only, state.json stays as it is.
+    cfg.on_event = [events = events_](std::string_view kind, const EventLog::Payload& payload) {
+      events->emit(kind, payload);
+    };
+  }
   return std::make_shared<NodeRuntime>(std::move(cfg));
 }
 
@@ -756,7 +817,9 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec, bool region_router
     next_id_ += 2;
     rec->router = std::move(data);
     rec->runtime = make_runtime(*rec, "router");
+    EventLog::Payload added = router_state(*rec);
     nodes_.emplace(id, std::move(rec));
+    emit_event_locked(region_router ? "region_router_added" : "router_added", added);
     return Router(weak_from_this(), id, spec.name);
   });
 }
@@ -903,7 +966,9 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
     next_id_ = next;
     rec->device = std::move(data);
     rec->runtime = make_runtime(*rec, "device");
+    EventLog::Payload added = device_state(*rec);
     nodes_.emplace(id, std::move(rec));
+    emit_event_locked("device_added", added);
     return Device(weak_from_this(), id, spec.name);
   });
 }
@@ -975,7 +1040,10 @@ void LabCore::remove_node(NodeId id, NodeKind kind) {
     auto it = nodes_.find(id);
     if (it == nodes_.end()) return;
     teardown_node(*it->second);
+    const std::string name = it->second->name;
+    const bool router = it->second->router.has_value();
     nodes_.erase(it);
+    emit_event_locked(router ? "router_removed" : "device_removed", {{"name", name}});
   });
 }
 
@@ -1177,6 +1245,7 @@ void LabCore::set_link(NodeId device, const std::string& iface, bool up) {
     }
     // The kernel drops routes through a downed link; bring the default back with the link.
     if (up && iface == dev.device->default_iface) install_default_routes(dev, *it);
+    emit_event_locked(up ? "link_up" : "link_down", {{"device", dev.name}, {"iface", iface}});
   });
 }
 
@@ -1258,6 +1327,21 @@ void LabCore::set_router_rules(NodeId router, const RulesChange& change) {
     rec.router->firewall = next.firewall;
     rec.router->firewall_config = next.firewall_config;
     rec.router->block_icmp_frag_needed = next.block_icmp_frag_needed;
+    if (change.nat || change.nat_config) {
+      emit_event_locked("nat_changed", {{"router", rec.name}, {"nat", to_string(next.nat)}});
+    }
+    if (change.nat_v6) {
+      emit_event_locked("nat_v6_changed",
+                        {{"router", rec.name}, {"nat_v6", to_string(next.nat_v6)}});
+    }
+    if (change.firewall || change.firewall_config) {
+      emit_event_locked("firewall_changed",
+                        {{"router", rec.name}, {"firewall", to_string(next.firewall)}});
+    }
+    if (change.block_icmp_frag_needed) {
+      emit_event_locked("pmtu_blackhole_changed",
+                        {{"router", rec.name}, {"block", next.block_icmp_frag_needed}});
+    }
   });
 }
 
@@ -1275,6 +1359,7 @@ void LabCore::flush_nat_state(NodeId router) {
     ReturnToRoot home(root.netns.get());
     enter_netns(rec.netns.get(), rec.name);
     flush_conntrack(rec.name);
+    emit_event_locked("nat_state_flushed", {{"router", rec.name}});
   });
 }
 
@@ -1288,6 +1373,7 @@ void LabCore::set_default_route(NodeId device, const std::string& iface) {
     dev.rtnl->delete_default_routes(AF_INET6);
     dev.device->default_iface = iface;
     if (it->up) install_default_routes(dev, *it);
+    emit_event_locked("default_route_changed", {{"device", dev.name}, {"iface", iface}});
   });
 }
 
@@ -1346,6 +1432,9 @@ void LabCore::set_iface_condition(NodeId device, const std::string& iface,
     auto it = find_iface(dev, iface, "device '" + dev.name + "' has no interface '" + iface + "'");
     conditioner_->apply(iface_link(dev, *it), it->condition, conditions);
     it->condition = conditions;
+    emit_event_locked(
+        "link_condition_changed",
+        {{"device", dev.name}, {"iface", iface}, {"condition", conditions_json(conditions)}});
   });
 }
 
@@ -1357,6 +1446,8 @@ void LabCore::set_uplink_condition(NodeId router, const LinkConditions& conditio
       throw Error(ErrorKind::kNotFound, rec.name, "'" + rec.name + "' is not a router");
     conditioner_->apply(uplink_link(rec, *rec.router), rec.router->uplink_condition, conditions);
     rec.router->uplink_condition = conditions;
+    emit_event_locked("uplink_condition_changed",
+                      {{"router", rec.name}, {"condition", conditions_json(conditions)}});
   });
 }
 
@@ -1369,6 +1460,10 @@ void LabCore::set_downlink_condition(NodeId router, const std::optional<LinkCond
     conditioner_->apply_downlink(downlink_ends(rec, *rec.router), rec.router->downlink_condition,
                                  condition);
     rec.router->downlink_condition = condition;
+    emit_event_locked("downlink_condition_changed",
+                      {{"router", rec.name},
+                       {"condition", condition ? nlohmann::json::parse(to_json(*condition))
+                                               : nlohmann::json(nullptr)}});
   });
 }
 
@@ -1508,6 +1603,7 @@ void LabCore::add_region(const std::string& name) {
     record(kIxId).rtnl->add_route(r.dst, r.via);
     d.return_routes.push_back(r);
     regions_.emplace(name, RegionRecord{name, index, router.id(), 1});
+    emit_event_locked("region_added", {{"name", name}, {"router", record(router.id()).name}});
   });
 }
 
@@ -1613,6 +1709,9 @@ void LabCore::link_regions(const std::string& a, const std::string& b, const Reg
         }
       }
       conditioner_->apply(region_link_ends(l), {}, LinkConditions(condition));
+      emit_event_locked(
+          "region_link_added",
+          {{"a", a}, {"b", b}, {"condition", nlohmann::json::parse(to_json(condition))}});
     } catch (...) {
       if (!region_links_.empty() && region_links_.back().number == k) {
         try {
@@ -1658,6 +1757,9 @@ void LabCore::set_region_link(const std::string& a, const std::string& b, const 
                           LinkConditions(condition));
     }
     l.link = link;
+    emit_event_locked(
+        "region_link_changed",
+        {{"a", a}, {"b", b}, {"condition", nlohmann::json::parse(to_json(condition))}});
   });
 }
 
@@ -1673,6 +1775,7 @@ void LabCore::set_region_link_broken(const std::string& a, const std::string& b,
     conditioner_->apply(region_link_ends(l), region_conditions(l.link, l.broken),
                         region_conditions(l.link, broken));
     l.broken = broken;
+    emit_event_locked(broken ? "region_link_broken" : "region_link_restored", {{"a", a}, {"b", b}});
   });
 }
 
@@ -1695,6 +1798,7 @@ void LabCore::replug(NodeId device, const std::string& iface, NodeId target) {
     NodeRecord& to = record(target);
     if (!to.router) throw Error(ErrorKind::kNotFound, to.name, "'" + to.name + "' is not a router");
     check_attachable(to);
+    const std::string from_router = record(it->router).name;
     if (it->router == target) {
       throw Error(ErrorKind::kInvalidArgument, dev.name + "/" + iface,
                   "interface '" + iface + "' of device '" + dev.name + "' is already on router '" +
@@ -1753,6 +1857,13 @@ void LabCore::replug(NodeId device, const std::string& iface, NodeId target) {
       if (iface == dev.device->default_iface) install_default_routes(dev, *it);
     }
     if (!it->condition.empty()) conditioner_->apply(iface_link(dev, *it), {}, it->condition);
+    emit_event_locked("interface_replugged",
+                      {{"device", dev.name},
+                       {"iface_name", iface},
+                       {"from_router", from_router},
+                       {"to_router", to.name},
+                       {"new_ip", it->v4 ? nlohmann::json(it->v4->to_string()) : nullptr},
+                       {"new_ip_v6", it->v6 ? nlohmann::json(it->v6->to_string()) : nullptr}});
   });
 }
 
@@ -1760,65 +1871,83 @@ LinkBackend LabCore::link_backend() {
   return control_->invoke([&] { return conditioner_->backend(); });
 }
 
+namespace {
+nlohmann::json opt_text(const auto& v) {
+  return v ? nlohmann::json(v->to_string()) : nlohmann::json(nullptr);
+}
+}  // namespace
+
 std::string LabCore::state_json() const {
-  using nlohmann::json;
   std::lock_guard lock(mu_);
-  auto opt = [](const auto& v) -> json { return v ? json(v->to_string()) : json(nullptr); };
+  return state_json_locked();
+}
+
+nlohmann::json LabCore::router_state(const NodeRecord& rec) const {
+  using nlohmann::json;
+  auto opt = [](const auto& v) { return opt_text(v); };
+  const RouterData& d = *rec.router;
+  const NodeId id = rec.id;
+  return {
+      {"id", id},
+      {"name", rec.name},
+      {"nat", to_string(d.nat)},
+      {"nat_config", d.nat_config ? json(to_string(*d.nat_config)) : json(nullptr)},
+      {"nat_v6", to_string(d.nat_v6)},
+      // What LAN addresses are translated to; null unless nat_v6 is nptv6.
+      {"nptv6_prefix", d.nat_v6 == NatV6Mode::Nptv6 ? opt(d.nptv6_prefix) : json(nullptr)},
+      {"firewall", to_string(d.firewall)},
+      {"firewall_config", d.firewall_config ? json(to_string(*d.firewall_config)) : json(nullptr)},
+      {"ip_support", to_string(d.ip_support)},
+      {"pool", to_string(d.pool)},
+      {"upstream", d.upstream ? json(record(*d.upstream).name) : json(nullptr)},
+      {"region", d.region ? json(*d.region) : json(nullptr)},
+      {"mtu", d.mtu ? json(*d.mtu) : json(nullptr)},
+      {"uplink",
+       {{"iface", d.wan_name},
+        {"ip", opt(d.wan_v4)},
+        {"ip_v6", opt(d.wan_v6)},
+        {"ll_v6", d.wan_v6 ? json(d.wan_ll6.to_string()) : json(nullptr)},
+        {"link_condition", conditions_json(d.uplink_condition)}}},
+      {"lan",
+       {{"iface", kLanBridge},
+        {"cidr", opt(d.lan_v4)},
+        {"gateway", d.hosts_v4 ? json(d.hosts_v4->gateway_v4().to_string()) : json(nullptr)},
+        {"cidr_v6", opt(d.lan_v6)},
+        {"gateway_v6", d.hosts_v6 ? json(d.hosts_v6->gateway_v6().to_string()) : json(nullptr)},
+        {"ll_v6", d.lan_v6 ? json(d.lan_ll6.to_string()) : json(nullptr)},
+        {"downlink_condition",
+         d.downlink_condition ? json::parse(to_json(*d.downlink_condition)) : json(nullptr)}}},
+  };
+}
+
+nlohmann::json LabCore::device_state(const NodeRecord& rec) const {
+  using nlohmann::json;
+  auto opt = [](const auto& v) { return opt_text(v); };
+  json ifaces = json::array();
+  for (const auto& i : rec.device->ifaces) {
+    ifaces.push_back({{"name", i.name},
+                      {"router", record(i.router).name},
+                      {"ip", opt(i.v4)},
+                      {"ip_v6", opt(i.v6)},
+                      {"ll_v6", i.v6 ? json(i.ll6.to_string()) : json(nullptr)},
+                      {"mac", format_mac(i.mac)},
+                      {"up", i.up},
+                      {"link_condition", conditions_json(i.condition)}});
+  }
+  return {{"id", rec.id},
+          {"name", rec.name},
+          {"default_iface", rec.device->default_iface},
+          {"mtu", rec.device->mtu ? json(*rec.device->mtu) : json(nullptr)},
+          {"interfaces", ifaces}};
+}
+
+std::string LabCore::state_json_locked() const {
+  using nlohmann::json;
   json routers = json::array();
   json devices = json::array();
   for (const auto& [id, rec] : nodes_) {
-    if (rec->router) {
-      const RouterData& d = *rec->router;
-      routers.push_back({
-          {"id", id},
-          {"name", rec->name},
-          {"nat", to_string(d.nat)},
-          {"nat_config", d.nat_config ? json(to_string(*d.nat_config)) : json(nullptr)},
-          {"nat_v6", to_string(d.nat_v6)},
-          // What LAN addresses are translated to; null unless nat_v6 is nptv6.
-          {"nptv6_prefix", d.nat_v6 == NatV6Mode::Nptv6 ? opt(d.nptv6_prefix) : json(nullptr)},
-          {"firewall", to_string(d.firewall)},
-          {"firewall_config",
-           d.firewall_config ? json(to_string(*d.firewall_config)) : json(nullptr)},
-          {"ip_support", to_string(d.ip_support)},
-          {"pool", to_string(d.pool)},
-          {"upstream", d.upstream ? json(record(*d.upstream).name) : json(nullptr)},
-          {"region", d.region ? json(*d.region) : json(nullptr)},
-          {"mtu", d.mtu ? json(*d.mtu) : json(nullptr)},
-          {"uplink",
-           {{"iface", d.wan_name},
-            {"ip", opt(d.wan_v4)},
-            {"ip_v6", opt(d.wan_v6)},
-            {"ll_v6", d.wan_v6 ? json(d.wan_ll6.to_string()) : json(nullptr)},
-            {"link_condition", conditions_json(d.uplink_condition)}}},
-          {"lan",
-           {{"iface", kLanBridge},
-            {"cidr", opt(d.lan_v4)},
-            {"gateway", d.hosts_v4 ? json(d.hosts_v4->gateway_v4().to_string()) : json(nullptr)},
-            {"cidr_v6", opt(d.lan_v6)},
-            {"gateway_v6", d.hosts_v6 ? json(d.hosts_v6->gateway_v6().to_string()) : json(nullptr)},
-            {"ll_v6", d.lan_v6 ? json(d.lan_ll6.to_string()) : json(nullptr)},
-            {"downlink_condition",
-             d.downlink_condition ? json::parse(to_json(*d.downlink_condition)) : json(nullptr)}}},
-      });
-    } else if (rec->device) {
-      json ifaces = json::array();
-      for (const auto& i : rec->device->ifaces) {
-        ifaces.push_back({{"name", i.name},
-                          {"router", record(i.router).name},
-                          {"ip", opt(i.v4)},
-                          {"ip_v6", opt(i.v6)},
-                          {"ll_v6", i.v6 ? json(i.ll6.to_string()) : json(nullptr)},
-                          {"mac", format_mac(i.mac)},
-                          {"up", i.up},
-                          {"link_condition", conditions_json(i.condition)}});
-      }
-      devices.push_back({{"id", id},
-                         {"name", rec->name},
-                         {"default_iface", rec->device->default_iface},
-                         {"mtu", rec->device->mtu ? json(*rec->device->mtu) : json(nullptr)},
-                         {"interfaces", ifaces}});
-    }
+    if (rec->router) routers.push_back(router_state(*rec));
+    if (rec->device) devices.push_back(device_state(*rec));
   }
   json regions = json::array();
   for (const auto& [name, r] : regions_) {
@@ -1832,6 +1961,9 @@ std::string LabCore::state_json() const {
                             {"broken", l.broken}});
   }
   json state = {
+      // The last event applied (-1 before the first, or when no events are written).
+      {"opid", events_ ? events_->last_opid() : -1},
+      {"status", closed_ ? "stopped" : "running"},
       {"label", options_.label},
       {"outdir", outdir_.string()},
       {"seed", seed_},

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "address_plan.hpp"
+#include "event_log.hpp"
 #include "link_conditioner.hpp"
 #include "nft_ruleset.hpp"
 #include "node_runtime.hpp"
@@ -174,6 +175,12 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   std::uint64_t seed() const { return seed_; }
 
   std::string state_json() const;
+  // Appends an event to events.jsonl and rewrites state.json, when the lab writes output (an
+  // output directory was given). Takes mu_.
+  void emit_event(std::string_view kind, const EventLog::Payload& payload);
+  // Node::event: the node's own events file and a user_event in events.jsonl.
+  void user_event(NodeId node, const std::string& name,
+                  const std::vector<std::pair<std::string, std::string>>& fields);
   void write_artifacts(const std::filesystem::path& dir);
   std::size_t thread_count() const;
 
@@ -182,6 +189,11 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   std::weak_ptr<LabCore> weak() { return weak_from_this(); }
 
  private:
+  // The same with mu_ held.
+  void emit_event_locked(std::string_view kind, const EventLog::Payload& payload);
+  std::string state_json_locked() const;
+  nlohmann::json router_state(const NodeRecord& rec) const;  // caller holds mu_
+  nlohmann::json device_state(const NodeRecord& rec) const;
   NodeRecord& record(NodeId id);  // caller holds mu_
   const NodeRecord& record(NodeId id) const;
   void check_name_free(const std::string& name, std::string_view kind) const;
@@ -235,6 +247,9 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
 
   mutable std::mutex mu_;
   bool closed_ = false;
+  // Never null after construction; disabled without a user output directory. Shared with the
+  // nodes' runtimes, whose command events may outlive a node.
+  std::shared_ptr<EventLog> events_;
   std::map<NodeId, std::unique_ptr<NodeRecord>> nodes_;  // includes the IX (lab root)
   NodeId next_id_ = 2;
   AddressPlan plan_;

@@ -70,6 +70,11 @@ Interface Node::iface(const std::string& name) const {
 
 std::string Node::describe_kernel_state() const { return core()->describe_kernel_state(id_); }
 
+void Node::event(const std::string& name,
+                 const std::vector<std::pair<std::string, std::string>>& fields) const {
+  core()->user_event(id_, name, fields);
+}
+
 Nat Router::nat() const { return core()->router_data(id_).nat; }
 Firewall Router::firewall() const { return core()->router_data(id_).firewall; }
 std::optional<NatConfig> Router::nat_config() const { return core()->router_data(id_).nat_config; }

@@ -314,6 +314,18 @@ Process NodeRuntime::spawn(const Command& command) {
       throw Error(ErrorKind::kProcess, node,
                   "cannot watch '" + argv0 + "' in '" + node + "' (pidfd_open)", err);
     }
+    if (config_.on_event) {
+      std::string cmdline;
+      for (const std::string& arg : command.argv()) cmdline += (cmdline.empty() ? "" : " ") + arg;
+      config_.on_event("command_spawned", {{"node", node},
+                                           {"pid", pid},
+                                           {"cmd", cmdline},
+                                           {"stdout", next->stdout_path.filename().string()},
+                                           {"stderr", next->stderr_path.filename().string()}});
+      next->on_exit = [on_event = config_.on_event, node](pid_t exited, int code) {
+        on_event("command_exited", {{"node", node}, {"pid", exited}, {"exit_code", code}});
+      };
+    }
     state = std::move(next);
   });
 

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "event_log.hpp"
 #include "patchbay/process.hpp"
 #include "unique_fd.hpp"
 #include "worker_thread.hpp"
@@ -36,6 +37,9 @@ struct NodeRuntimeConfig {
   std::filesystem::path outdir;  // where command logs go
   // Returns the fd of the lab's PID namespace (creating it on first use) for commands.
   std::function<int()> pid_namespace_fd;
+  // Receives command_spawned / command_exited events (see event_log.hpp); may be empty. Called
+  // from whichever thread starts or reaps the command.
+  std::function<void(std::string_view kind, const EventLog::Payload& payload)> on_event;
 };
 
 class NodeRuntime {

@@ -43,10 +43,28 @@ bool reap_locked(ProcessState& state, int options) {
 
 }  // namespace
 
-std::optional<int> ProcessState::wait_for(std::optional<std::chrono::milliseconds> timeout) {
+void ProcessState::notify_exit() {
+  std::function<void(pid_t, int)> fn;
+  int code = 0;
   {
     std::lock_guard lock(mu);
-    if (exit_code) return exit_code;
+    if (!exit_code || exit_notified) return;
+    exit_notified = true;
+    fn = on_exit;
+    code = *exit_code;
+  }
+  if (fn) fn(pid, code);
+}
+
+std::optional<int> ProcessState::wait_for(std::optional<std::chrono::milliseconds> timeout) {
+  std::optional<int> reaped;
+  {
+    std::lock_guard lock(mu);
+    reaped = exit_code;
+  }
+  if (reaped) {
+    notify_exit();
+    return reaped;
   }
   // Wait on the pidfd without holding the mutex, so kill() or another waiter can proceed; only
   // the reaping itself is serialized (a second waiter then finds exit_code set).
@@ -68,16 +86,27 @@ std::optional<int> ProcessState::wait_for(std::optional<std::chrono::millisecond
       throw Error(ErrorKind::kProcess, "", "cannot wait for " + describe(pid), errno);
     }
     if (n == 0 && timeout && std::chrono::steady_clock::now() >= deadline) {
+      notify_exit();
       std::lock_guard lock(mu);
       return exit_code;  // kill() may have reaped it meanwhile
     }
   }
-  std::lock_guard lock(mu);
-  if (!exit_code) reap_locked(*this, 0);  // the pidfd is readable: this does not block
-  return exit_code;
+  std::optional<int> code;
+  {
+    std::lock_guard lock(mu);
+    if (!exit_code) reap_locked(*this, 0);  // the pidfd is readable: this does not block
+    code = exit_code;
+  }
+  notify_exit();
+  return code;
 }
 
 void ProcessState::kill() {
+  kill_locked_and_reap();
+  notify_exit();
+}
+
+void ProcessState::kill_locked_and_reap() {
   std::lock_guard lock(mu);
   if (exit_code) return;
   // Signal only while the child is provably unreaped (running or a zombie): then its pid, and
@@ -102,13 +131,19 @@ void ProcessState::kill() {
 }
 
 bool ProcessState::running() {
-  std::lock_guard lock(mu);
-  if (exit_code) return false;
-  try {
-    return !reap_locked(*this, WNOHANG);
-  } catch (const Error&) {
-    return false;
+  bool alive = false;
+  {
+    std::lock_guard lock(mu);
+    if (!exit_code) {
+      try {
+        alive = !reap_locked(*this, WNOHANG);
+      } catch (const Error&) {
+        alive = false;
+      }
+    }
   }
+  if (!alive) notify_exit();
+  return alive;
 }
 
 }  // namespace internal

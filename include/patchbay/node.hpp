@@ -149,6 +149,14 @@ class Node {
   // Addresses, routes and nftables ruleset of the node, as text (for debugging and artifacts).
   std::string describe_kernel_state() const;
 
+  // A point on the node's timeline, for humans reading a failed test's artifacts:
+  //   laptop.event("ConnectionEstablished", {{"peer", "198.18.0.10:4433"}, {"rtt_ms", "21"}});
+  // With an output directory it is appended to `<kind>.<name>.events.jsonl` as
+  // {"timestamp", "node", "name", "fields": {...}} and to events.jsonl as a `user_event`;
+  // without one it costs nothing. Callable from any thread, including the node's own.
+  void event(const std::string& name,
+             const std::vector<std::pair<std::string, std::string>>& fields = {}) const;
+
  protected:
   Node(std::weak_ptr<internal::LabCore> lab, NodeId id, std::string name, NodeKind kind)
       : lab_(std::move(lab)), id_(id), name_(std::move(name)), kind_(kind) {}

@@ -128,6 +128,11 @@ TEST_F(ListenerTest, FailedTestKeepsArtifactsAndPassedTestLeavesNothing) {
   EXPECT_EQ(state["routers"][1]["nat"], "home");
   EXPECT_EQ(state["devices"][1]["interfaces"][0]["ip"], "10.0.1.2/24");
 
+  std::string events = read_file(failed / "events.jsonl");
+  EXPECT_THAT(events, HasSubstr("\"kind\":\"router_added\""));
+  EXPECT_THAT(events, HasSubstr("\"kind\":\"command_spawned\""));
+  EXPECT_THAT(events, HasSubstr("\"kind\":\"lab_stopped\""));
+
   std::string home = read_file(failed / "router.home.kernel.txt");
   EXPECT_THAT(home, HasSubstr("br-lan"));
   EXPECT_THAT(home, HasSubstr("10.0.1.1"));
@@ -152,7 +157,10 @@ TEST_F(ListenerTest, KeepFlagKeepsPassedTestDirectories) {
   fs::path passed = out / "ListenerVictim" / "Passes";
   ASSERT_TRUE(fs::is_directory(passed));
   EXPECT_EQ(read_file(passed / "device.laptop.echo.stdout.log"), "victim-output\n");
-  EXPECT_FALSE(fs::exists(passed / "state.json")) << "state is only dumped for failures";
+  // The live outputs stay (docs/artifacts.md); the kernel dumps are only taken for failures.
+  EXPECT_TRUE(fs::exists(passed / "events.jsonl"));
+  EXPECT_TRUE(fs::exists(passed / "state.json"));
+  EXPECT_FALSE(fs::exists(passed / "device.laptop.kernel.txt")) << "kernel state is for failures";
 }
 
 }  // namespace
