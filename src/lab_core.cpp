@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <spdlog/logger.h>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -375,13 +376,21 @@ void LabCore::user_event(NodeId node, const std::string& name,
   if (name.empty()) {
     throw Error(ErrorKind::kInvalidArgument, "event", "an event needs a name");
   }
+  for (const auto& [key, value] : fields) {
+    if (key == "kind" || key == "timestamp") {
+      throw Error(ErrorKind::kInvalidArgument, key,
+                  "event '" + name + "': field '" + key + "' is reserved for the envelope");
+    }
+  }
   std::lock_guard lock(mu_);
   const NodeRecord& rec = record(node);
   if (!events_ || !events_->enabled()) return;
   EventLog::Payload field_json = EventLog::Payload::object();
   for (const auto& [key, value] : fields) field_json[key] = value;
-  EventLog::Payload line = {
-      {"timestamp", rfc3339_now()}, {"node", rec.name}, {"name", name}, {"fields", field_json}};
+  // The node's file has formats.md's extracted-event form: kind, the fields, timestamp.
+  EventLog::Payload line = {{"kind", name}};
+  for (const auto& [key, value] : fields) line[key] = value;
+  line["timestamp"] = rfc3339_now();
   // One file per node, appended line by line (O_APPEND: whole lines even from several threads).
   const std::filesystem::path file =
       outdir_ / (kind_name(rec.kind) + "." + rec.name + ".events.jsonl");
@@ -394,6 +403,17 @@ void LabCore::user_event(NodeId node, const std::string& name,
 void LabCore::emit_event_locked(std::string_view kind, const EventLog::Payload& payload) {
   if (!events_ || !events_->enabled()) return;
   events_->emit(kind, payload);
+  // The library's own line in the node's log, so a node's file tells its story on its own.
+  for (const char* key : {"router", "device", "node", "name"}) {
+    auto it = payload.find(key);
+    if (it == payload.end() || !it->is_string()) continue;
+    if (auto id = find(it->get<std::string>(), NodeKind::Router)) {
+      if (auto& log = record(*id).lib_log) log->info("{} {}", kind, payload.dump());
+    } else if (auto dev = find(it->get<std::string>(), NodeKind::Device)) {
+      if (auto& log = record(*dev).lib_log) log->info("{} {}", kind, payload.dump());
+    }
+    break;
+  }
   // After close the nodes are going away; the state written at close stays the last word.
   if (closed_ && kind != "lab_stopped") return;
   // state.json follows every event, replaced whole (write, then rename), so a reader never
@@ -489,7 +509,18 @@ void LabCore::check_name_free(const std::string& name, std::string_view kind) co
   }
 }
 
+std::shared_ptr<spdlog::logger> LabCore::logger(NodeId id) const {
+  std::lock_guard lock(mu_);
+  return record(id).user_log;
+}
+
 std::shared_ptr<NodeRuntime> LabCore::make_runtime(NodeRecord& rec, std::string_view kind) {
+  // The lab root has no files of its own (its events are the lab's).
+  const bool files = events_ && events_->enabled() && rec.kind != NodeKind::Ix;
+  NodeLogFiles logs =
+      NodeLogFiles::create(files ? outdir_ : std::filesystem::path(), std::string(kind), rec.name);
+  rec.user_log = logs.logger(rec.name);
+  rec.lib_log = logs.logger("patchbay");
   NodeRuntimeConfig cfg;
   cfg.node_name = rec.name;
   cfg.kind = std::string(kind);

@@ -20,6 +20,7 @@
 #include "event_log.hpp"
 #include "link_conditioner.hpp"
 #include "nft_ruleset.hpp"
+#include "node_log.hpp"
 #include "node_runtime.hpp"
 #include "patchbay/lab.hpp"
 #include "pid_namespace.hpp"
@@ -95,6 +96,10 @@ struct NodeRecord {
   std::unique_ptr<RouteSocket> rtnl;
   std::unique_ptr<NftSocket> nft;  // routers only
   std::shared_ptr<NodeRuntime> runtime;
+  // The node's loggers (node_log.hpp): the user's (target = the node's name) and the library's
+  // (target "patchbay"), both writing the node's tracing files.
+  std::shared_ptr<spdlog::logger> user_log;
+  std::shared_ptr<spdlog::logger> lib_log;
   std::optional<RouterData> router;
   std::optional<DeviceData> device;
   ino_t netns_inode = 0;
@@ -135,6 +140,7 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   DeviceData device_data(NodeId id) const;
   std::vector<Interface> interfaces(NodeId id) const;
   std::shared_ptr<NodeRuntime> runtime(NodeId id) const;
+  std::shared_ptr<spdlog::logger> logger(NodeId id) const;
   bool alive(NodeId id) const;
   std::string describe_kernel_state(NodeId id);
 

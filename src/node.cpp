@@ -70,6 +70,8 @@ Interface Node::iface(const std::string& name) const {
 
 std::string Node::describe_kernel_state() const { return core()->describe_kernel_state(id_); }
 
+std::shared_ptr<spdlog::logger> Node::logger() const { return core()->logger(id_); }
+
 void Node::event(const std::string& name,
                  const std::vector<std::pair<std::string, std::string>>& fields) const {
   core()->user_event(id_, name, fields);

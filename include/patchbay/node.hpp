@@ -46,6 +46,10 @@
 #include "patchbay/presets.hpp"
 #include "patchbay/process.hpp"
 
+namespace spdlog {
+class logger;
+}
+
 namespace patchbay {
 
 namespace internal {
@@ -149,11 +153,19 @@ class Node {
   // Addresses, routes and nftables ruleset of the node, as text (for debugging and artifacts).
   std::string describe_kernel_state() const;
 
+  // The node's logger (spdlog; include <spdlog/spdlog.h> to use it). With an output directory
+  // its lines go to `<kind>.<name>.tracing.jsonl` (JSON: fields.message, level, target,
+  // timestamp) and `<kind>.<name>.tracing.log` (text), next to the library's own lines about
+  // the node (target "patchbay"); the level is PATCHBAY_LOG (default info). Its name, the
+  // node's, is the target; `logger()->clone("myapp::conn")` gives another target, same files.
+  std::shared_ptr<spdlog::logger> logger() const;
+
   // A point on the node's timeline, for humans reading a failed test's artifacts:
   //   laptop.event("ConnectionEstablished", {{"peer", "198.18.0.10:4433"}, {"rtt_ms", "21"}});
   // With an output directory it is appended to `<kind>.<name>.events.jsonl` as
-  // {"timestamp", "node", "name", "fields": {...}} and to events.jsonl as a `user_event`;
-  // without one it costs nothing. Callable from any thread, including the node's own.
+  // {"kind": name, <fields>..., "timestamp"} and to events.jsonl as a `user_event`; without one
+  // it costs nothing. Callable from any thread, including the node's own. Throws
+  // Error(kInvalidArgument) for an empty name or a field named "kind" or "timestamp".
   void event(const std::string& name,
              const std::vector<std::pair<std::string, std::string>>& fields = {}) const;
 

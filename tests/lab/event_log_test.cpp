@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "patchbay/patchbay.hpp"
 
 namespace {
@@ -201,15 +203,17 @@ TEST(EventLogTest, UserEventsGoToTheNodesFileAndTheLabsTimeline) {
     // From the node's own thread too.
     laptop.run([&laptop] { laptop.event("Handshake"); });
     EXPECT_THROW(laptop.event(""), patchbay::Error);
+    EXPECT_THROW(laptop.event("X", {{"kind", "y"}}), patchbay::Error);
   }
   const std::vector<json> mine = read_events(dir.path() / "device.laptop.events.jsonl");
   ASSERT_EQ(mine.size(), 2u);
-  EXPECT_EQ(mine[0]["node"], "laptop");
-  EXPECT_EQ(mine[0]["name"], "ConnectionEstablished");
-  EXPECT_EQ(mine[0]["fields"]["peer"], "198.18.0.10:4433");
+  EXPECT_EQ(mine[0]["kind"], "ConnectionEstablished");
+  EXPECT_EQ(mine[0]["peer"], "198.18.0.10:4433");
+  EXPECT_EQ(mine[0]["rtt_ms"], "21");
   EXPECT_TRUE(is_rfc3339_utc(mine[0]["timestamp"].get<std::string>()));
-  EXPECT_EQ(mine[1]["name"], "Handshake");
-  EXPECT_TRUE(mine[1]["fields"].empty());
+  EXPECT_EQ(mine[0].size(), 4u);
+  EXPECT_EQ(mine[1]["kind"], "Handshake");
+  EXPECT_EQ(mine[1].size(), 2u);
   const std::vector<json> lab_events = read_events(dir.path() / "events.jsonl");
   const json* user = find_kind(lab_events, "user_event");
   ASSERT_NE(user, nullptr);
@@ -218,9 +222,59 @@ TEST(EventLogTest, UserEventsGoToTheNodesFileAndTheLabsTimeline) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "router.dc.events.jsonl"));
 }
 
+TEST(NodeLogTest, NodeLoggerWritesJsonAndTextLinesWithTheLibrarysOwn) {
+  TempDir dir;
+  {
+    Lab lab(LabOptions{.outdir = dir.path()});
+    Router dc = lab.add_router("dc").build();
+    Device laptop = lab.add_device("laptop").iface("eth0", dc).build();
+    laptop.logger()->info("handshake done with {}", "198.18.0.10");
+    laptop.run([&laptop] { laptop.logger()->clone("quicapp::conn")->warn("path validated"); });
+    laptop.logger()->debug("below the default level");
+    laptop.set_link_condition("eth0", LinkCondition::manual({.latency_ms = 1}));
+  }
+  const std::vector<json> lines = read_events(dir.path() / "device.laptop.tracing.jsonl");
+  std::vector<json> mine;
+  bool library_line = false;
+  for (const json& l : lines) {
+    // formats.md §4.2: exactly these keys, fields.message, an upper-case level, µs timestamp.
+    EXPECT_EQ(l.size(), 4u) << l.dump();
+    EXPECT_TRUE(l["fields"].contains("message")) << l.dump();
+    const std::string ts = l["timestamp"];
+    EXPECT_EQ(ts.size(), 27u) << ts;
+    EXPECT_EQ(ts.back(), 'Z');
+    if (l["target"] == "patchbay") {
+      library_line |=
+          l["fields"]["message"].get<std::string>().rfind("link_condition_changed", 0) == 0;
+    } else {
+      mine.push_back(l);
+    }
+  }
+  ASSERT_EQ(mine.size(), 2u);
+  EXPECT_EQ(mine[0]["target"], "laptop");
+  EXPECT_EQ(mine[0]["level"], "INFO");
+  EXPECT_EQ(mine[0]["fields"]["message"], "handshake done with 198.18.0.10");
+  EXPECT_EQ(mine[1]["target"], "quicapp::conn");
+  EXPECT_EQ(mine[1]["level"], "WARN");
+  EXPECT_TRUE(library_line) << "the library logs the node's condition change";
+
+  std::ifstream text(dir.path() / "device.laptop.tracing.log");
+  std::string all((std::istreambuf_iterator<char>(text)), std::istreambuf_iterator<char>());
+  EXPECT_NE(all.find(" INFO\x1b[0m \x1b[2mlaptop:\x1b[0m handshake done with 198.18.0.10"),
+            std::string::npos)
+      << all;
+  const std::vector<json> router_lines = read_events(dir.path() / "router.dc.tracing.jsonl");
+  ASSERT_FALSE(router_lines.empty());
+  EXPECT_EQ(router_lines[0]["fields"]["message"].get<std::string>().rfind("router_added", 0), 0u);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "ix.ix.tracing.jsonl"))
+      << "the lab root's story is events.jsonl";
+}
+
 TEST(EventLogTest, LabWithoutOutputDirectoryWritesNoEvents) {
   Lab lab;
   Router dc = lab.add_router("dc").build();
+  dc.logger()->info("discarded");
+  EXPECT_FALSE(std::filesystem::exists(lab.outdir() / "router.dc.tracing.jsonl"));
   EXPECT_FALSE(std::filesystem::exists(lab.outdir() / "events.jsonl"));
   EXPECT_FALSE(std::filesystem::exists(lab.outdir() / "state.json"));
 }
