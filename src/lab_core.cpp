@@ -1226,6 +1226,13 @@ std::string LabCore::describe_kernel_state(NodeId id) {
     NodeRecord& rec = record(id);
     std::string out = "# " + kind_name(rec.kind) + " '" + rec.name + "'\n" + rec.rtnl->describe();
     if (rec.nft) out += "\n# nftables\n" + rec.nft->list_ruleset();
+    if (rec.router) {
+      // ctnetlink answers for the namespace of the socket: open it from inside the router.
+      ReturnToRoot home(record(kIxId).netns.get());
+      enter_netns(rec.netns.get(), rec.name);
+      const std::string entries = describe_conntrack(rec.name);
+      out += "\n# conntrack\n" + (entries.empty() ? std::string("(no entries)\n") : entries);
+    }
     // The emulator's counters for this node's impaired links: what the model dropped, and what
     // the kernel or the emulator itself lost.
     std::vector<std::pair<LinkEnds, LinkConditions>> links;

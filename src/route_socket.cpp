@@ -12,6 +12,7 @@
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
 #include <netlink/route/link/veth.h>
+#include <netlink/route/neighbour.h>
 #include <netlink/route/nexthop.h>
 #include <netlink/route/route.h>
 #include <netlink/socket.h>
@@ -877,6 +878,25 @@ std::string RouteSocket::describe() {
       for (const RouteInfo& r : list_routes(family)) out << "  " << r.text << "\n";
     } catch (const std::exception& e) {
       out << "  (" << e.what() << ")\n";
+    }
+  }
+  out << "neighbours:\n";
+  nl_cache* raw_neigh = nullptr;
+  if (rtnl_neigh_alloc_cache(sock_, &raw_neigh) < 0) {
+    out << "  (cannot list neighbours)\n";
+  } else {
+    CachePtr neigh(raw_neigh);
+    for (nl_object* o = nl_cache_get_first(neigh.get()); o != nullptr; o = nl_cache_get_next(o)) {
+      auto* n = reinterpret_cast<rtnl_neigh*>(o);
+      char dst[64] = "?";
+      char lladdr[64] = "-";
+      char state[64] = "";
+      if (rtnl_neigh_get_dst(n)) nl_addr2str(rtnl_neigh_get_dst(n), dst, sizeof dst);
+      if (rtnl_neigh_get_lladdr(n)) nl_addr2str(rtnl_neigh_get_lladdr(n), lladdr, sizeof lladdr);
+      rtnl_neigh_state2str(rtnl_neigh_get_state(n), state, sizeof state);
+      auto it = names.find(rtnl_neigh_get_ifindex(n));
+      out << "  " << dst << " dev " << (it != names.end() ? it->second : "?") << " lladdr "
+          << lladdr << " " << state << "\n";
     }
   }
   return out.str();

@@ -128,6 +128,20 @@ TEST_F(ListenerTest, FailedTestKeepsArtifactsAndPassedTestLeavesNothing) {
   EXPECT_EQ(state["routers"][1]["nat"], "home");
   EXPECT_EQ(state["devices"][1]["interfaces"][0]["ip"], "10.0.1.2/24");
 
+  // The summary names the failed assertion: where, and what it said.
+  const std::string summary = read_file(failed / "summary.txt");
+  EXPECT_THAT(summary, HasSubstr("ListenerVictim.Fails: FAILED"));
+  EXPECT_THAT(summary, HasSubstr("listener_test.cpp:"));
+  EXPECT_THAT(summary, HasSubstr("deliberate failure"));
+  auto summary_json = nlohmann::json::parse(read_file(failed / "summary.json"));
+  EXPECT_EQ(summary_json["test"], "ListenerVictim.Fails");
+  ASSERT_EQ(summary_json["failures"].size(), 1u);
+  EXPECT_THAT(summary_json["failures"][0]["file"].get<std::string>(),
+              HasSubstr("listener_test.cpp"));
+  EXPECT_GT(summary_json["failures"][0]["line"].get<int>(), 0);
+  EXPECT_THAT(summary_json["failures"][0]["message"].get<std::string>(),
+              HasSubstr("deliberate failure"));
+
   std::string events = read_file(failed / "events.jsonl");
   EXPECT_THAT(events, HasSubstr("\"kind\":\"router_added\""));
   EXPECT_THAT(events, HasSubstr("\"kind\":\"command_spawned\""));
