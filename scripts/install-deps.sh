@@ -13,7 +13,9 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # tools the tests use to observe from outside (never used by the library)
-  iproute2 iputils-ping nftables iperf3 procps util-linux passwd
+  iproute2 iputils-ping nftables iperf3 procps util-linux passwd tcpdump
+  # `patchbay vm`: QEMU, a guest kernel with sch_netem, and what its initramfs is built from
+  qemu-system-x86 linux-image-amd64 busybox cpio kmod xz-utils
 )
 
 missing=()

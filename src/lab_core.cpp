@@ -351,6 +351,19 @@ LabCore::LabCore(LabOptions options) : options_(std::move(options)) {
     }
     throw;
   }
+  capture_ring_bytes_ = options_.capture_ring_bytes;
+  if (capture_ring_bytes_ == 0) {
+    if (const char* env = std::getenv("PATCHBAY_CAPTURE_MIB"); env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const unsigned long mib = std::strtoul(env, &end, 10);
+      if (end == env || *end != '\0' || mib > (1ul << 20)) {
+        throw Error(ErrorKind::kInvalidArgument, "PATCHBAY_CAPTURE_MIB",
+                    std::string("PATCHBAY_CAPTURE_MIB='") + env +
+                        "' is not a number of MiB (0 to 1048576)");
+      }
+      capture_ring_bytes_ = static_cast<std::size_t>(mib) << 20;
+    }
+  }
   // Events only where the user asked for output: a temporary directory goes away unread.
   events_ = owns_outdir_ ? std::make_shared<EventLog>()
                          : std::make_shared<EventLog>(outdir_ / "events.jsonl");
@@ -369,6 +382,105 @@ LabCore::LabCore(LabOptions options) : options_(std::move(options)) {
 void LabCore::emit_event(std::string_view kind, const EventLog::Payload& payload) {
   std::lock_guard lock(mu_);
   emit_event_locked(kind, payload);
+}
+
+std::string LabCore::capture_key(const NodeRecord& rec, const std::string& iface) const {
+  return kind_name(rec.kind) + "." + rec.name + "." + iface;
+}
+
+void LabCore::start_ring_capture_locked(NodeRecord& rec, const std::string& iface) {
+  if (capture_ring_bytes_ == 0) return;
+  const std::string key = capture_key(rec, iface);
+  try {
+    if (!capture_) capture_ = std::make_unique<LinkCapture>();
+    UniqueFd socket;
+    {
+      ReturnToRoot home(record(kIxId).netns.get());
+      enter_netns(rec.netns.get(), rec.name);
+      socket = open_capture_socket(rec.rtnl->link_index(iface), key);
+    }
+    capture_->add(key, std::move(socket),
+                  CaptureOptions{.ring_bytes = capture_ring_bytes_,
+                                 .interface_name = iface,
+                                 .interface_description = kind_name(rec.kind) + " '" + rec.name +
+                                                          "' interface '" + iface + "'"});
+  } catch (const std::exception& e) {
+    // Capture is for diagnosis: a node without it is still a working node.
+    if (rec.lib_log) rec.lib_log->warn("no packet capture on {}: {}", iface, e.what());
+  }
+}
+
+void LabCore::stop_captures_locked(const NodeRecord& rec) noexcept {
+  if (!capture_) return;
+  try {
+    const std::string prefix = kind_name(rec.kind) + "." + rec.name + ".";
+    for (const std::string& key : capture_->keys()) {
+      if (key.rfind(prefix, 0) == 0 || key.rfind("stream:" + prefix, 0) == 0) {
+        try {
+          capture_->remove(key);
+        } catch (const std::exception&) {
+          // A streamed file that could not be completed; the node goes away regardless.
+        }
+      }
+    }
+  } catch (const std::exception&) {
+  }
+}
+
+void LabCore::start_capture(NodeId node, const std::string& iface,
+                            const std::filesystem::path& path, std::uint64_t max_bytes) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    NodeRecord& rec = record(node);
+    const std::string key = "stream:" + capture_key(rec, iface);
+    const std::string who = kind_name(rec.kind) + " '" + rec.name + "'";
+    int ifindex = 0;
+    try {
+      ifindex = rec.rtnl->link_index(iface);
+    } catch (const Error&) {
+      throw Error(ErrorKind::kNotFound, rec.name + "/" + iface,
+                  who + " has no interface '" + iface + "' to capture");
+    }
+    if (!capture_) capture_ = std::make_unique<LinkCapture>();
+    for (const std::string& k : capture_->keys()) {
+      if (k == key) {
+        throw Error(ErrorKind::kAlreadyExists, rec.name + "/" + iface,
+                    "interface '" + iface + "' of " + who + " is already being captured");
+      }
+    }
+    UniqueFd socket;
+    {
+      ReturnToRoot home(record(kIxId).netns.get());
+      enter_netns(rec.netns.get(), rec.name);
+      socket = open_capture_socket(ifindex, key);
+    }
+    capture_->add(key, std::move(socket),
+                  CaptureOptions{.file = path.string(),
+                                 .max_file_bytes = max_bytes,
+                                 .interface_name = iface,
+                                 .interface_description = who + " interface '" + iface + "'"});
+    emit_event_locked("capture_started",
+                      {{"node", rec.name}, {"iface", iface}, {"file", path.string()}});
+  });
+}
+
+void LabCore::stop_capture(NodeId node, const std::string& iface) {
+  control_->call([&] {
+    std::lock_guard lock(mu_);
+    NodeRecord& rec = record(node);
+    const std::string key = "stream:" + capture_key(rec, iface);
+    bool found = false;
+    if (capture_) {
+      for (const std::string& k : capture_->keys()) found |= k == key;
+    }
+    if (!found) {
+      throw Error(ErrorKind::kNotFound, rec.name + "/" + iface,
+                  "interface '" + iface + "' of " + kind_name(rec.kind) + " '" + rec.name +
+                      "' is not being captured");
+    }
+    capture_->remove(key);
+    emit_event_locked("capture_stopped", {{"node", rec.name}, {"iface", iface}});
+  });
 }
 
 void LabCore::user_event(NodeId node, const std::string& name,
@@ -466,7 +578,9 @@ void LabCore::teardown() {
   for (auto& rt : runtimes) rt->finish_shutdown();
   control_->call([&] {
     std::lock_guard lock(mu_);
-    // The emulator first: it holds sockets on interfaces of every namespace.
+    // Captures and the emulator first: they hold sockets on interfaces of every namespace.
+    // Streamed capture files are completed here.
+    capture_.reset();
     conditioner_.reset();
     // Devices before routers before the root, so veth ends vanish top-down.
     for (NodeKind kind : {NodeKind::Device, NodeKind::Router, NodeKind::Ix}) {
@@ -849,7 +963,9 @@ Router LabCore::build_router(const RouterBuilder::Spec& spec, bool region_router
     rec->router = std::move(data);
     rec->runtime = make_runtime(*rec, "router");
     EventLog::Payload added = router_state(*rec);
+    NodeRecord& built = *rec;
     nodes_.emplace(id, std::move(rec));
+    start_ring_capture_locked(built, built.router->wan_name);
     emit_event_locked(region_router ? "region_router_added" : "router_added", added);
     return Router(weak_from_this(), id, spec.name);
   });
@@ -998,13 +1114,16 @@ Device LabCore::build_device(const DeviceBuilder::Spec& spec) {
     rec->device = std::move(data);
     rec->runtime = make_runtime(*rec, "device");
     EventLog::Payload added = device_state(*rec);
+    NodeRecord& built = *rec;
     nodes_.emplace(id, std::move(rec));
+    for (const auto& i : built.device->ifaces) start_ring_capture_locked(built, i.name);
     emit_event_locked("device_added", added);
     return Device(weak_from_this(), id, spec.name);
   });
 }
 
 void LabCore::teardown_node(NodeRecord& rec) {
+  stop_captures_locked(rec);
   // Emulated links first: their splice lives in the namespace above, which stays.
   if (rec.device) {
     for (const auto& i : rec.device->ifaces) conditioner_->forget(iface_link(rec, i));
@@ -1895,6 +2014,19 @@ void LabCore::replug(NodeId device, const std::string& iface, NodeId target) {
       if (iface == dev.device->default_iface) install_default_routes(dev, *it);
     }
     if (!it->condition.empty()) conditioner_->apply(iface_link(dev, *it), {}, it->condition);
+    // The interface is a new device now: captures of the old one end (a streamed file is
+    // completed), the always-on ring starts again on the new one.
+    if (capture_) {
+      for (const std::string& key :
+           {capture_key(dev, iface), "stream:" + capture_key(dev, iface)}) {
+        try {
+          capture_->remove(key);
+        } catch (const std::exception&) {
+          // Not captured.
+        }
+      }
+    }
+    start_ring_capture_locked(dev, iface);
     emit_event_locked("interface_replugged",
                       {{"device", dev.name},
                        {"iface_name", iface},
@@ -2044,12 +2176,32 @@ void LabCore::write_artifacts(const std::filesystem::path& dir) {
       out << "could not read kernel state: " << e.what() << "\n";
     }
   }
+  // The always-on rings: the last packets of every link, as the failure happened.
+  std::vector<std::string> rings;
+  LinkCapture* capture = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    capture = capture_.get();
+    if (capture) {
+      for (const std::string& key : capture->keys()) {
+        if (key.rfind("stream:", 0) != 0) rings.push_back(key);
+      }
+    }
+  }
+  for (const std::string& key : rings) {
+    try {
+      capture->flush(key, (dir / (key + ".pcapng")).string());
+    } catch (const std::exception& e) {
+      std::ofstream(dir / (key + ".pcapng.error.txt")) << e.what() << "\n";
+    }
+  }
 }
 
 std::size_t LabCore::thread_count() const {
   std::lock_guard lock(mu_);
   std::size_t n = control_ ? 1 : 0;
   if (conditioner_ && conditioner_->emulator_running()) ++n;
+  if (capture_ && capture_->running()) ++n;
   for (const auto& [id, rec] : nodes_) {
     if (rec->runtime) n += rec->runtime->thread_count();
   }

@@ -18,6 +18,7 @@
 
 #include "address_plan.hpp"
 #include "event_log.hpp"
+#include "link_capture.hpp"
 #include "link_conditioner.hpp"
 #include "nft_ruleset.hpp"
 #include "node_log.hpp"
@@ -184,6 +185,10 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   // Appends an event to events.jsonl and rewrites state.json, when the lab writes output (an
   // output directory was given). Takes mu_.
   void emit_event(std::string_view kind, const EventLog::Payload& payload);
+  // Node::start_capture / stop_capture (link_capture.hpp).
+  void start_capture(NodeId node, const std::string& iface, const std::filesystem::path& path,
+                     std::uint64_t max_bytes);
+  void stop_capture(NodeId node, const std::string& iface);
   // Node::event: the node's own events file and a user_event in events.jsonl.
   void user_event(NodeId node, const std::string& name,
                   const std::vector<std::pair<std::string, std::string>>& fields);
@@ -195,6 +200,12 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   std::weak_ptr<LabCore> weak() { return weak_from_this(); }
 
  private:
+  // Starts the always-on ring capture of `iface` of `rec` if the lab has one (mu_ held, on the
+  // control thread).
+  void start_ring_capture_locked(NodeRecord& rec, const std::string& iface);
+  // Stops every capture of the node (mu_ held); never throws.
+  void stop_captures_locked(const NodeRecord& rec) noexcept;
+  std::string capture_key(const NodeRecord& rec, const std::string& iface) const;
   // The same with mu_ held.
   void emit_event_locked(std::string_view kind, const EventLog::Payload& payload);
   std::string state_json_locked() const;
@@ -256,6 +267,8 @@ class LabCore : public std::enable_shared_from_this<LabCore> {
   // Never null after construction; disabled without a user output directory. Shared with the
   // nodes' runtimes, whose command events may outlive a node.
   std::shared_ptr<EventLog> events_;
+  std::size_t capture_ring_bytes_ = 0;                   // per link; 0: no always-on capture
+  std::unique_ptr<LinkCapture> capture_;                 // created with the first capture
   std::map<NodeId, std::unique_ptr<NodeRecord>> nodes_;  // includes the IX (lab root)
   NodeId next_id_ = 2;
   AddressPlan plan_;

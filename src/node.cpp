@@ -72,6 +72,13 @@ std::string Node::describe_kernel_state() const { return core()->describe_kernel
 
 std::shared_ptr<spdlog::logger> Node::logger() const { return core()->logger(id_); }
 
+void Node::start_capture(const std::string& iface, const std::filesystem::path& path,
+                         std::uint64_t max_bytes) const {
+  core()->start_capture(id_, iface, path, max_bytes);
+}
+
+void Node::stop_capture(const std::string& iface) const { core()->stop_capture(id_, iface); }
+
 void Node::event(const std::string& name,
                  const std::vector<std::pair<std::string, std::string>>& fields) const {
   core()->user_event(id_, name, fields);

@@ -45,6 +45,10 @@ struct LabOptions {
   // the same seed and the same packets give the same pattern, link by link. PATCHBAY_SEED
   // overrides the default; state.json records the seed used.
   std::optional<std::uint64_t> seed{};
+  // Always-on packet capture: every device interface and router uplink keeps its most recent
+  // `capture_ring_bytes` of packets, written as `<kind>.<name>.<iface>.pcapng` with the failure
+  // artifacts (write_artifacts). 0: off, unless PATCHBAY_CAPTURE_MIB (MiB per link) is set.
+  std::size_t capture_ring_bytes = 0;
 };
 
 class RouterBuilder;

@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -159,6 +160,15 @@ class Node {
   // the node (target "patchbay"); the level is PATCHBAY_LOG (default info). Its name, the
   // node's, is the target; `logger()->clone("myapp::conn")` gives another target, same files.
   std::shared_ptr<spdlog::logger> logger() const;
+
+  // Captures every packet of interface `iface` (both directions) into the pcapng file `path`,
+  // readable by tcpdump and Wireshark, until stop_capture(iface), the node's removal or the
+  // lab's end, and at most `max_bytes` (later packets are counted, not written). Throws
+  // Error(kNotFound) for an unknown interface, Error(kAlreadyExists) if it is being captured.
+  void start_capture(const std::string& iface, const std::filesystem::path& path,
+                     std::uint64_t max_bytes = 256u << 20) const;
+  // Completes and closes the file. Throws Error(kNotFound) if `iface` is not being captured.
+  void stop_capture(const std::string& iface) const;
 
   // A point on the node's timeline, for humans reading a failed test's artifacts:
   //   laptop.event("ConnectionEstablished", {{"peer", "198.18.0.10:4433"}, {"rtt_ms", "21"}});

@@ -1,0 +1,484 @@
+// Shared pieces of the patchbay_serve tests: fixture run directories written per formats.md,
+// an in-process server on an ephemeral port, and a small Beast HTTP/SSE client with deadlines.
+#pragma once
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include "patchbay_serve/server.hpp"
+
+namespace patchbay::serve::testing {
+
+namespace fs = std::filesystem;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+// Generous: a loaded CI machine must not turn into flakes. Waits end as soon as the event comes.
+inline constexpr auto kDeadline = 10s;
+
+// Written into files outside the base; no response may ever contain it.
+inline constexpr std::string_view kSecret = "TOP-SECRET-OUTSIDE-THE-BASE";
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "patchbay-serve-test-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+inline void write_file(const fs::path& p, std::string_view content) {
+  fs::create_directories(p.parent_path());
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(content.data(), static_cast<std::streamsize>(content.size()));
+  if (!out) throw std::runtime_error("cannot write " + p.string());
+}
+
+inline void append_file(const fs::path& p, std::string_view content) {
+  std::ofstream out(p, std::ios::binary | std::ios::app);
+  out.write(content.data(), static_cast<std::streamsize>(content.size()));
+  out.flush();
+  if (!out) throw std::runtime_error("cannot append to " + p.string());
+}
+
+inline std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// One events.jsonl record with the envelope in formats.md order: opid, timestamp, kind, payload.
+inline std::string event_line(int opid, std::string_view kind, std::string_view payload = "") {
+  std::string line = "{\"opid\":" + std::to_string(opid) + ",\"timestamp\":\"2026-05-02T09:15:01." +
+                     std::to_string(100000000 + opid) + "Z\",\"kind\":\"" + std::string(kind) +
+                     "\"";
+  if (!payload.empty()) line += "," + std::string(payload);
+  return line + "}\n";
+}
+
+// The first events of a lab: lab_created (opid 0), ix_created (1), router_added (2).
+inline std::string lab_start_events(std::string_view label) {
+  return event_line(0, "lab_created",
+                    "\"lab_prefix\":\"lab-p1\",\"label\":\"" + std::string(label) + "\"") +
+         event_line(
+             1, "ix_created",
+             R"("bridge":"br-p1-1","cidr":"198.18.0.0/24","gw":"198.18.0.1","cidr_v6":null,"gw_v6":null)") +
+         event_line(2, "router_added", R"("name":"dc","ns":"lab0-r1","nat":"none","devices":[])");
+}
+
+inline std::string state_json(std::optional<std::string> label, std::string_view status,
+                              int opid = 2) {
+  nlohmann::json j = {{"opid", opid},
+                      {"lab_prefix", "lab-p1"},
+                      {"label", label ? nlohmann::json(*label) : nlohmann::json(nullptr)},
+                      {"status", status},
+                      {"created_at", "2026-05-02T09:15:01.100000000Z"},
+                      {"ix", nullptr},
+                      {"routers", nlohmann::json::object()},
+                      {"devices", nlohmann::json::object()},
+                      {"regions", nlohmann::json::object()},
+                      {"region_links", nlohmann::json::array()}};
+  return j.dump(2);
+}
+
+// A one-packet little-endian pcap (global header + record), with non-UTF-8 bytes in it.
+inline std::string tiny_pcap() {
+  const unsigned char bytes[] = {0xd4, 0xc3, 0xb2, 0xa1, 0x02, 0x00, 0x04, 0x00, 0,    0,
+                                 0,    0,    0,    0,    0,    0,    0xff, 0xff, 0,    0,
+                                 0x01, 0,    0,    0,  // linktype ethernet
+                                 0x10, 0,    0,    0,    0,    0,    0,    0,    0x04, 0,
+                                 0,    0,    0x04, 0,    0,    0,    0xde, 0xad, 0xbe, 0xef};
+  return {reinterpret_cast<const char*>(bytes), sizeof(bytes)};
+}
+
+// The standard fixture: nested runs, logs of every kind, and links that try to leave the base.
+//   <tmp>/base/standalone/                         run, depth 1, status running
+//   <tmp>/base/sim-260502-091500/relay/            run, depth 2, full set of log files
+//   <tmp>/base/sim-260502-091500/ping/             run whose state.json links outside
+//   <tmp>/base/sim-260502-091500/combined-results.json
+//   <tmp>/base/sim-260503-100000/group/deep/       run, depth 3
+//   <tmp>/base/too/deep/for/scan/                  depth 4: not discovered
+//   <tmp>/base/latest -> sim-260502-091500         symlink: skipped by discovery
+//   <tmp>/base/escape-run -> <tmp>/outside-run     symlinked run outside the base
+//   <tmp>/outside/secret.txt, <tmp>/outside-run/{events.jsonl,state.json}
+struct Fixture {
+  TempDir tmp;
+  fs::path base = tmp.path() / "base";
+  fs::path relay = base / "sim-260502-091500" / "relay";
+  fs::path ping = base / "sim-260502-091500" / "ping";
+  fs::path deep = base / "sim-260503-100000" / "group" / "deep";
+  fs::path standalone = base / "standalone";
+  fs::path outside = tmp.path() / "outside";
+
+  Fixture() {
+    const std::string secret(kSecret);
+    write_file(outside / "secret.txt", secret + "\n");
+    write_file(outside / "state.json",
+               R"({"label":")" + secret + R"(","status":")" + secret + R"("})");
+    write_file(tmp.path() / "outside-run" / "events.jsonl",
+               event_line(0, "lab_created", "\"label\":\"" + secret + "\""));
+    write_file(tmp.path() / "outside-run" / "state.json", state_json(secret, "stopped"));
+
+    write_file(relay / "events.jsonl", lab_start_events("relay-label"));
+    write_file(relay / "state.json", state_json("relay-label", "stopped"));
+    write_file(
+        relay / "device.client.tracing.jsonl",
+        R"({"fields":{"message":"handshake done","rtt_ms":41},"level":"INFO","target":"app::conn","timestamp":"2026-05-02T09:15:05.120331Z"})"
+        "\n");
+    write_file(relay / "device.client.tracing.log",
+               "\x1b[2m2026-05-02T09:15:05.120331Z\x1b[0m \x1b[32m INFO\x1b[0m app::conn: "
+               "handshake done\n");
+    write_file(
+        relay / "device.client.events.jsonl",
+        R"({"kind":"PathValidated","path":"direct","timestamp":"2026-05-02T09:15:05.300112Z"})"
+        "\n");
+    write_file(
+        relay / "router.dc.tracing.jsonl",
+        R"({"fields":{"message":"ra sent"},"level":"DEBUG","target":"patchbay::ra","timestamp":"2026-05-02T09:15:05.000001Z"})"
+        "\n");
+    write_file(relay / "device.client.eth0.pcap", tiny_pcap());
+    write_file(relay / "results.json", "{\n  \"sim\": \"relay\",\n  \"steps\": []\n}\n");
+    write_file(relay / "device.client.step1.stdout.log", "plain output line\n");
+    write_file(relay / "empty.log", "");
+    write_file(relay / "garbage.bin", std::string("\xff\xfe\x00\x81 not text", 13));
+    write_file(relay / "files" / "step1" / "content", "file content\n");
+    write_file(relay / "certs" / "srv" / "cert.pem", "-----BEGIN CERTIFICATE-----\n");
+    // 300 numbered lines for range requests: "line 000\n" .. "line 299\n", 9 bytes each.
+    std::string numbered;
+    for (int i = 0; i < 300; ++i) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "line %03d\n", i);
+      numbered += buf;
+    }
+    write_file(relay / "numbered.txt", numbered);
+    fs::create_symlink(outside / "secret.txt", relay / "escape.log");
+    fs::create_symlink(outside, relay / "escape-dir");
+
+    write_file(ping / "events.jsonl", lab_start_events("ping-label"));
+    fs::create_symlink(outside / "state.json", ping / "state.json");
+
+    write_file(deep / "events.jsonl", lab_start_events("deep-label"));
+    write_file(deep / "state.json", state_json("deep-label", "stopped"));
+
+    write_file(standalone / "events.jsonl", lab_start_events("standalone"));
+    write_file(standalone / "state.json", state_json(std::nullopt, "running"));
+
+    write_file(base / "too" / "deep" / "for" / "scan" / "events.jsonl", lab_start_events("x"));
+    write_file(
+        base / "sim-260502-091500" / "combined-results.json",
+        R"({"runs":[{"run":"sim-260502-091500","sim_dir":"relay","sim":"relay","steps":[]}]})");
+    fs::create_symlink("sim-260502-091500", base / "latest");
+    fs::create_symlink(tmp.path() / "outside-run", base / "escape-run");
+  }
+};
+
+inline ServerOptions fast_options(const fs::path& base) {
+  ServerOptions o;
+  o.base_dir = base;
+  o.port = 0;
+  // Short intervals keep the tests fast; the waits below are on observable effects.
+  o.rescan_interval = 50ms;
+  o.events_poll_interval = 20ms;
+  return o;
+}
+
+struct HttpResult {
+  unsigned status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::string header(const std::string& name) const {
+    const auto it = headers.find(name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+  nlohmann::json json() const { return nlohmann::json::parse(body); }
+};
+
+// Runs one async operation on `ioc` with `stream`'s timer as the deadline.
+template <typename Start>
+beast::error_code run_with_deadline(net::io_context& ioc, beast::tcp_stream& stream,
+                                    std::chrono::steady_clock::duration timeout, Start start) {
+  beast::error_code result = net::error::would_block;
+  ioc.restart();
+  stream.expires_after(timeout);
+  start([&](beast::error_code ec, std::size_t) { result = ec; });
+  ioc.run();
+  return result;
+}
+
+inline void connect(net::io_context& ioc, beast::tcp_stream& stream, std::uint16_t port) {
+  beast::error_code ec = net::error::would_block;
+  ioc.restart();
+  stream.expires_after(kDeadline);
+  stream.async_connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port),
+                       [&](beast::error_code e) { ec = e; });
+  ioc.run();
+  if (ec) throw std::runtime_error("connect to port " + std::to_string(port) + ": " + ec.message());
+}
+
+inline HttpResult http_request(std::uint16_t port, const std::string& target,
+                               const std::map<std::string, std::string>& headers = {},
+                               http::verb method = http::verb::get) {
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  connect(ioc, stream, port);
+  http::request<http::empty_body> req{method, target, 11};
+  req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+  for (const auto& [k, v] : headers) req.set(k, v);
+  auto ec = run_with_deadline(ioc, stream, kDeadline,
+                              [&](auto handler) { http::async_write(stream, req, handler); });
+  if (ec) throw std::runtime_error("write " + target + ": " + ec.message());
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(boost::none);
+  if (method == http::verb::head) parser.skip(true);
+  ec = run_with_deadline(ioc, stream, kDeadline,
+                         [&](auto handler) { http::async_read(stream, buffer, parser, handler); });
+  if (ec) throw std::runtime_error("read " + target + ": " + ec.message());
+  HttpResult r;
+  const auto& res = parser.get();
+  r.status = res.result_int();
+  for (const auto& f : res) {
+    std::string name(f.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    r.headers[name] = std::string(f.value());
+  }
+  r.body = res.body();
+  return r;
+}
+
+inline HttpResult http_get(std::uint16_t port, const std::string& target,
+                           const std::map<std::string, std::string>& headers = {}) {
+  return http_request(port, target, headers);
+}
+
+// Sends raw bytes and collects everything the server sends until it closes the connection (or
+// the deadline passes, in which case `closed` is false).
+struct RawResult {
+  std::string data;
+  bool closed = false;
+};
+
+inline RawResult raw_exchange(std::uint16_t port, std::string_view bytes,
+                              std::chrono::steady_clock::duration timeout = kDeadline) {
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  connect(ioc, stream, port);
+  RawResult r;
+  auto ec = run_with_deadline(ioc, stream, timeout, [&](auto handler) {
+    net::async_write(stream, net::buffer(bytes.data(), bytes.size()), handler);
+  });
+  // The server may answer and close before reading everything (huge headers); still read.
+  (void)ec;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    char buf[4096];
+    std::size_t got = 0;
+    beast::error_code rec = net::error::would_block;
+    ioc.restart();
+    stream.expires_at(deadline);
+    stream.async_read_some(net::buffer(buf), [&](beast::error_code e, std::size_t n) {
+      rec = e;
+      got = n;
+    });
+    ioc.run();
+    r.data.append(buf, got);
+    if (rec == net::error::eof || rec == net::error::connection_reset) {
+      r.closed = true;
+      break;
+    }
+    if (rec) break;
+  }
+  return r;
+}
+
+// A server-sent-events client reading one stream with deadlines.
+class SseClient {
+ public:
+  struct Message {
+    std::optional<std::string> id;
+    std::string data;
+    std::vector<std::string> comments;
+    bool has_data = false;
+  };
+
+  SseClient(std::uint16_t port, const std::string& target,
+            const std::map<std::string, std::string>& headers = {})
+      : stream_(ioc_) {
+    connect(ioc_, stream_, port);
+    std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                      "\r\nAccept: text/event-stream\r\n";
+    for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
+    req += "\r\n";
+    auto ec = run_with_deadline(ioc_, stream_, kDeadline, [&](auto handler) {
+      net::async_write(stream_, net::buffer(req), handler);
+    });
+    if (ec) throw std::runtime_error("write SSE request: " + ec.message());
+    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+    std::size_t end = std::string::npos;
+    while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
+      if (!read_some(deadline)) throw std::runtime_error("no SSE response header for " + target);
+    }
+    head_ = buf_.substr(0, end);
+    buf_.erase(0, end + 4);
+  }
+
+  const std::string& head() const { return head_; }
+  unsigned status() const { return static_cast<unsigned>(std::stoi(head_.substr(9, 3))); }
+
+  // The next block ("...\n\n"), comments included; nullopt at the deadline or on close.
+  std::optional<Message> next_block(std::chrono::steady_clock::duration timeout = kDeadline) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::size_t end;
+    while ((end = buf_.find("\n\n")) == std::string::npos) {
+      if (!read_some(deadline)) return std::nullopt;
+    }
+    std::string block = buf_.substr(0, end);
+    buf_.erase(0, end + 2);
+    Message m;
+    std::size_t start = 0;
+    while (start <= block.size()) {
+      auto nl = block.find('\n', start);
+      if (nl == std::string::npos) nl = block.size();
+      const std::string line = block.substr(start, nl - start);
+      start = nl + 1;
+      if (line.rfind(':', 0) == 0) {
+        m.comments.push_back(line.substr(1));
+      } else if (line.rfind("id: ", 0) == 0) {
+        m.id = line.substr(4);
+      } else if (line.rfind("data: ", 0) == 0) {
+        if (m.has_data) m.data += "\n";
+        m.data += line.substr(6);
+        m.has_data = true;
+      }
+    }
+    return m;
+  }
+
+  // The next message that carries data (skipping keep-alives, retry and comments).
+  std::optional<Message> next(std::chrono::steady_clock::duration timeout = kDeadline) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return std::nullopt;
+      auto m = next_block(deadline - now);
+      if (!m) return std::nullopt;
+      if (m->has_data) return m;
+    }
+  }
+
+  // True once the server closed the connection (within the deadline).
+  bool wait_closed(std::chrono::steady_clock::duration timeout = kDeadline) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!eof_) {
+      if (!read_some(deadline)) return eof_;
+    }
+    return true;
+  }
+
+  bool eof() const { return eof_; }
+
+ private:
+  bool read_some(std::chrono::steady_clock::time_point deadline) {
+    if (eof_ || std::chrono::steady_clock::now() >= deadline) return false;
+    char tmp[4096];
+    std::size_t got = 0;
+    beast::error_code ec = net::error::would_block;
+    ioc_.restart();
+    stream_.expires_at(deadline);
+    stream_.async_read_some(net::buffer(tmp), [&](beast::error_code e, std::size_t n) {
+      ec = e;
+      got = n;
+    });
+    ioc_.run();
+    buf_.append(tmp, got);
+    if (ec == net::error::eof || ec == net::error::connection_reset) eof_ = true;
+    return !ec;
+  }
+
+  net::io_context ioc_;
+  beast::tcp_stream stream_;
+  std::string head_;
+  std::string buf_;
+  bool eof_ = false;
+};
+
+// Counts entries of a /proc/self directory (fd or task) to detect leaks.
+inline std::size_t count_entries(const char* dir) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++n;
+  return n;
+}
+
+// Waits for `pred` with a deadline. Only for /proc counters, which have no event to wait on: a
+// joined thread's /proc/self/task entry can disappear a moment after join() returns.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::steady_clock::duration timeout = kDeadline) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+}  // namespace patchbay::serve::testing
+
+namespace patchbay::serve::testing {
+
+// A started server on the standard fixture.
+class ServeTest : public ::testing::Test {
+ protected:
+  void SetUp() override { start(fast_options(fx_.base)); }
+  void TearDown() override {
+    if (server_) server_->stop();
+  }
+  void start(const ServerOptions& options) {
+    if (server_) server_->stop();
+    server_ = std::make_unique<Server>(options);
+    server_->start();
+    port_ = server_->port();
+  }
+  HttpResult get(const std::string& target, const std::map<std::string, std::string>& h = {}) {
+    return http_get(port_, target, h);
+  }
+
+  static constexpr const char* kRelay = "/api/runs/sim-260502-091500%2Frelay";
+
+  Fixture fx_;
+  std::unique_ptr<Server> server_;
+  std::uint16_t port_ = 0;
+};
+
+}  // namespace patchbay::serve::testing
