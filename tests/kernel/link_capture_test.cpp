@@ -3,6 +3,7 @@
 // writes is read back twice: by tcpdump, as a user of the artifacts would, and by read_pcapng for
 // what tcpdump does not print (direction flags, original lengths, timestamps).
 #include "link_capture.hpp"
+#include "../temp_dir.hpp"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -173,18 +174,7 @@ bool is_udp_between_a_and_b(const PcapngRecord& p) {
 std::uint32_t direction(const PcapngRecord& p) { return p.flags & 3; }
 constexpr std::uint32_t kInbound = 1, kOutbound = 2;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/link-capture-test-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using pbtest::TempDir;
 
 class LinkCaptureTest : public ::testing::Test {
  protected:

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "../temp_dir.hpp"
 #include "patchbay/gtest.hpp"
 #include "patchbay/patchbay.hpp"
 
@@ -18,21 +19,7 @@ using patchbay::LabOptions;
 using patchbay::Router;
 using ::testing::HasSubstr;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "pb-capture-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using pbtest::TempDir;
 
 // tcpdump's text for a capture file, read from `node` (any node: the file is on the host).
 // Inside the lab's user namespace tcpdump would switch to its own user, which is not mapped

@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "../temp_dir.hpp"
 #include "patchbay/patchbay.hpp"
 
 namespace {
@@ -25,21 +26,7 @@ using patchbay::LabOptions;
 using patchbay::LinkCondition;
 using patchbay::Router;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "pb-events-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using pbtest::TempDir;
 
 std::vector<json> read_events(const std::filesystem::path& file) {
   std::vector<json> out;

@@ -2,6 +2,7 @@
 // intact across the storage's wrap) and CaptureStream's cap, checked through the pcapng files
 // they write.
 #include "capture_ring.hpp"
+#include "../temp_dir.hpp"
 
 #include <linux/if_packet.h>
 #include <stdlib.h>
@@ -51,18 +52,7 @@ std::vector<Held> held(const CaptureRing& ring) {
   return out;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/capture-ring-test-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using pbtest::TempDir;
 
 TEST(CaptureRingTest, KeepsEverythingWithinTheBudget) {
   CaptureRing ring(1000);

@@ -2,6 +2,7 @@
 // 4.1, interface description 4.2, enhanced packet 4.3, interface statistics 4.6, options 3.5),
 // then whole files as tcpdump reads them.
 #include "pcapng_writer.hpp"
+#include "../temp_dir.hpp"
 
 #include <linux/if_packet.h>
 #include <stdio.h>
@@ -48,18 +49,7 @@ bool zeros(const Bytes& b, std::size_t at, std::size_t len) {
   return true;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/pcapng-test-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using pbtest::TempDir;
 
 // stdout and stderr of a shell command.
 std::string run(const std::string& command) {
