@@ -1,8 +1,6 @@
 // The artifact listener: a failing test leaves its topology, kernel state and command output
 // under PATCHBAY_OUTDIR/<suite>/<test>[/<param>] and records the path as a test property; a
 // passing test leaves nothing unless PATCHBAY_KEEP asks for it.
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <gmock/gmock.h>
@@ -14,9 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "child_process.hpp"
 #include "patchbay/gtest.hpp"
-
-extern char** environ;
 
 namespace {
 
@@ -84,30 +81,12 @@ class ListenerTest : public ::testing::Test {
     std::vector<std::string> env{"PATCHBAY_LISTENER_VICTIM=1",
                                  "PATCHBAY_OUTDIR=" + outdir.string()};
     if (keep) env.push_back("PATCHBAY_KEEP=1");
-    for (char** e = environ; *e != nullptr; ++e) {
-      std::string s = *e;
-      if (s.rfind("PATCHBAY_", 0) != 0) env.push_back(s);
-    }
-    std::vector<char*> envp;
-    for (auto& s : env) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    std::string exe = "/proc/self/exe";
-    std::string filter = "--gtest_filter=ListenerVictim.*:Presets/ListenerVictimP.*";
-    std::string xml = "--gtest_output=xml:" + (dir_ / "report.xml").string();
-    std::string quiet = "--gtest_brief=1";
-    char* argv[] = {exe.data(), filter.data(), xml.data(), quiet.data(), nullptr};
-    // The victims' deliberate failures go to a log, not into this test's output.
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    std::string log = (dir_ / "victims.log").string();
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    pid_t pid = 0;
-    EXPECT_EQ(::posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, envp.data()), 0);
-    posix_spawn_file_actions_destroy(&actions);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return status;
+    // The victims' deliberate failures stay out of this test's output.
+    return pbtest::run_child(
+               {"/proc/self/exe", "--gtest_filter=ListenerVictim.*:Presets/ListenerVictimP.*",
+                "--gtest_output=xml:" + (dir_ / "report.xml").string(), "--gtest_brief=1"},
+               env)
+        .status;
   }
 
   fs::path dir_;
