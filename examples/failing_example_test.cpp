@@ -4,7 +4,7 @@
 //
 //   PATCHBAY_OUTDIR=out build/examples/patchbay_failing_example
 //   ls out/EchoThroughHomeNat/ServerSeesTheClientsOwnAddress/
-//   build/tools/patchbay/patchbay serve out      # and open http://127.0.0.1:7421/
+//   build/tools/patchbay serve out               # and open http://127.0.0.1:7421/
 //
 // ServerSeesTheClientsOwnAddress's expectation is wrong: a server never sees the private address
 // of a client behind a home NAT (ServerSeesTheHomeRoutersAddress, which passes, leaves nothing).

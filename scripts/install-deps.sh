@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package the project needs to build, test and benchmark.
-# Idempotent: packages already present are skipped, so a second run costs one dpkg query.
+# Installs every Debian 12 package the project needs to build, test and benchmark, and the UI
+# tests' npm packages (ui/package-lock.json) into ui/node_modules.
+# Idempotent: what is already present is skipped, so a second run costs one dpkg query.
 set -euo pipefail
 
 packages=(
@@ -16,7 +17,11 @@ packages=(
   iproute2 iputils-ping nftables iperf3 procps util-linux passwd tcpdump
   # `patchbay vm`: QEMU, a guest kernel with sch_netem, and what its initramfs is built from
   qemu-system-x86 linux-image-amd64 busybox cpio kmod xz-utils
+  # the devtools UI's tests: a real headless browser, and fonts for readable screenshots
+  chromium fonts-dejavu-core
 )
+# Node.js runs the UI tests; Debian's nodejs and npm unless the machine has its own.
+if ! command -v npm > /dev/null; then packages+=(nodejs npm); fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -27,12 +32,23 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The UI tests drive Chromium with playwright-core, pinned by the committed lock file. The
+# browser is Debian's: playwright never downloads one.
+ui=$(cd "$(dirname "$0")/../ui" && pwd)
+# npm ci only when the installed version is not the locked one.
+if ! (cd "$ui" && node -e '
+  const want = require("./package-lock.json").packages["node_modules/playwright-core"].version;
+  process.exit(require("./node_modules/playwright-core/package.json").version === want ? 0 : 1);
+' 2> /dev/null); then
+  echo "install-deps: npm ci in ui/"
+  (cd "$ui" && npm ci --no-audit --no-fund --loglevel=error)
+fi

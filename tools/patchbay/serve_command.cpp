@@ -7,11 +7,29 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "exit_codes.hpp"
 #include "patchbay_serve/server.hpp"
 
 namespace patchbay::cli {
+namespace {
+
+// The UI served without --ui: the installed copy (<prefix>/share/patchbay/ui beside
+// <prefix>/bin/patchbay), else the source tree this binary was built from.
+std::optional<std::filesystem::path> default_ui_dir() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::vector<std::filesystem::path> candidates;
+  if (!ec) candidates.push_back(exe.parent_path().parent_path() / "share" / "patchbay" / "ui");
+  candidates.emplace_back(PATCHBAY_UI_SOURCE_DIR);
+  for (const auto& dir : candidates) {
+    if (std::filesystem::is_regular_file(dir / "index.html", ec)) return dir;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 void add_serve_command(CLI::App& app, int& exit_code) {
   struct Options {
@@ -28,14 +46,20 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                     "Address to listen on: ADDR, ADDR:PORT, [v6]:PORT or :PORT "
                     "(default 127.0.0.1:7421)");
   serve->add_option("--port", options->port, "Port (0: any free one); overrides --bind's");
-  serve->add_option("--ui", options->ui, "Directory with the built UI (index.html)");
+  serve->add_option(
+      "--ui", options->ui,
+      "Directory with the UI (index.html); default: the installed or source tree's ui/");
   serve->callback([options, &exit_code] {
     try {
       patchbay::serve::ServerOptions o;
       o.base_dir = options->dir;
       if (!options->bind.empty()) patchbay::serve::apply_bind(o, options->bind);
       if (options->port) o.port = *options->port;
-      if (!options->ui.empty()) o.ui_dir = std::filesystem::path(options->ui);
+      if (!options->ui.empty()) {
+        o.ui_dir = std::filesystem::path(options->ui);
+      } else {
+        o.ui_dir = default_ui_dir();
+      }
       exit_code = patchbay::serve::run_until_signal(o, std::cout);
     } catch (const std::exception& e) {
       std::cerr << "patchbay serve: " << e.what() << "\n";
