@@ -41,13 +41,15 @@ else
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The UI tests drive Chromium with playwright-core, pinned by the committed lock file. The
-# browser is Debian's: playwright never downloads one.
+# The UI tests drive Chromium with playwright-core, and prettier checks the UI's formatting;
+# both pinned by the committed lock file. The browser is Debian's: playwright never downloads one.
 ui=$(cd "$(dirname "$0")/../ui" && pwd)
-# npm ci only when the installed version is not the locked one.
+# npm ci only when an installed package's version is not the locked one.
 if ! (cd "$ui" && node -e '
-  const want = require("./package-lock.json").packages["node_modules/playwright-core"].version;
-  process.exit(require("./node_modules/playwright-core/package.json").version === want ? 0 : 1);
+  const lock = require("./package-lock.json").packages;
+  for (const [where, entry] of Object.entries(lock)) {
+    if (where && require("./" + where + "/package.json").version !== entry.version) process.exit(1);
+  }
 ' 2> /dev/null); then
   echo "install-deps: npm ci in ui/"
   (cd "$ui" && npm ci --no-audit --no-fund --loglevel=error)

@@ -3,8 +3,18 @@
 // share: the event store fed by the run's event stream, and the run's file listing.
 
 import { h, replace, throttleFrame } from './dom.js';
-import { listRuns, listLogs, getState, getJson, getCombined, openStream, openStreamCount, runSeg, fileUrl,
-  HttpError } from './api.js';
+import {
+  listRuns,
+  listLogs,
+  getState,
+  getJson,
+  getCombined,
+  openStream,
+  openStreamCount,
+  runSeg,
+  fileUrl,
+  HttpError,
+} from './api.js';
 import { RunStore, enrichFromStateJson } from './state.js';
 import { createTopologyView } from './topology.js';
 import { createEventsView } from './events.js';
@@ -34,14 +44,22 @@ let current = null; // {type: 'run'|'invocation', name, tab, ...}
 function parseHash() {
   const parts = location.hash.replace(/^#\/?/, '').split('/');
   if (parts[0] === 'run' && parts[1]) {
-    return { type: 'run', name: decodeURIComponent(parts[1]), tab: RUN_TABS.includes(parts[2]) ? parts[2] : 'topology' };
+    return {
+      type: 'run',
+      name: decodeURIComponent(parts[1]),
+      tab: RUN_TABS.includes(parts[2]) ? parts[2] : 'topology',
+    };
   }
-  if (parts[0] === 'invocation' && parts[1]) return { type: 'invocation', name: decodeURIComponent(parts[1]), tab: 'perf' };
+  if (parts[0] === 'invocation' && parts[1])
+    return { type: 'invocation', name: decodeURIComponent(parts[1]), tab: 'perf' };
   return null;
 }
 
 function setHash(route) {
-  const hash = route.type === 'run' ? `#/run/${runSeg(route.name)}/${route.tab}` : `#/invocation/${encodeURIComponent(route.name)}`;
+  const hash =
+    route.type === 'run'
+      ? `#/run/${runSeg(route.name)}/${route.tab}`
+      : `#/invocation/${encodeURIComponent(route.name)}`;
   if (location.hash !== hash) history.replaceState(null, '', hash);
 }
 
@@ -49,7 +67,9 @@ function setHash(route) {
 
 function runLabel(r) {
   if (r.label) return r.label;
-  return r.invocation && r.name.startsWith(`${r.invocation}/`) ? r.name.slice(r.invocation.length + 1) : r.name;
+  return r.invocation && r.name.startsWith(`${r.invocation}/`)
+    ? r.name.slice(r.invocation.length + 1)
+    : r.name;
 }
 
 // Groups runs by invocation in list order (the server sorts names descending: newest first).
@@ -81,7 +101,9 @@ function renderSelector() {
     }
     const children = [];
     if (item.runs.length > 1) {
-      children.push(h('option', { value: `inv:${item.invocation}` }, `combined (${item.runs.length} sims)`));
+      children.push(
+        h('option', { value: `inv:${item.invocation}` }, `combined (${item.runs.length} sims)`),
+      );
     }
     for (const r of item.runs) children.push(h('option', { value: `run:${r.name}` }, runLabel(r)));
     opts.push(h('optgroup', { label: item.invocation }, children));
@@ -112,7 +134,12 @@ async function refreshRuns() {
 
 ui.select.addEventListener('change', () => {
   const v = ui.select.value;
-  if (v.startsWith('run:')) select({ type: 'run', name: v.slice(4), tab: current?.tab && current.type === 'run' ? current.tab : 'topology' });
+  if (v.startsWith('run:'))
+    select({
+      type: 'run',
+      name: v.slice(4),
+      tab: current?.tab && current.type === 'run' ? current.tab : 'topology',
+    });
   else if (v.startsWith('inv:')) select({ type: 'invocation', name: v.slice(4), tab: 'perf' });
 });
 
@@ -138,14 +165,26 @@ function updateTopBar() {
 }
 
 function renderTabs() {
-  const tabs = current.type === 'invocation' ? ['perf'] : RUN_TABS.filter((t) => t !== 'perf' || current.results);
-  replace(ui.tabs, tabs.map((t) => h('button', {
-    class: ['tab', current.tab === t && 'active'],
-    role: 'tab',
-    'aria-selected': String(current.tab === t),
-    dataset: { tab: t },
-    on: { click: () => switchTab(t) },
-  }, t)));
+  const tabs =
+    current.type === 'invocation'
+      ? ['perf']
+      : RUN_TABS.filter((t) => t !== 'perf' || current.results);
+  replace(
+    ui.tabs,
+    tabs.map((t) =>
+      h(
+        'button',
+        {
+          class: ['tab', current.tab === t && 'active'],
+          role: 'tab',
+          'aria-selected': String(current.tab === t),
+          dataset: { tab: t },
+          on: { click: () => switchTab(t) },
+        },
+        t,
+      ),
+    ),
+  );
 }
 
 function switchTab(tab) {
@@ -169,7 +208,9 @@ function switchTab(tab) {
 function disposeCurrent() {
   if (!current) return;
   for (const c of current.cleanups || []) c();
-  for (const v of Object.values(current.views || {})) if (v.dispose) v.dispose(); else v.hide();
+  for (const v of Object.values(current.views || {}))
+    if (v.dispose) v.dispose();
+    else v.hide();
 }
 
 function select(route) {
@@ -229,24 +270,32 @@ function startRun(route) {
     updateTopBar();
     for (const v of Object.values(ctx.views)) v.update();
   });
-  const stream = openStream(`/api/runs/${runSeg(ctx.run)}/events?after=0`, (ev) => {
-    if (current !== ctx || typeof ev !== 'object') return;
-    const wasLive = ctx.isLive();
-    ctx.store.push(ev);
-    onChange();
-    ctx.enrichSoon();
-    // The run just stopped: read the final file list once more (artifacts appear at the end).
-    if (wasLive && !ctx.isLive()) setTimeout(() => refreshListing(ctx), 200);
-  }, (s) => {
-    ui.conn.textContent = s === 'retry' ? 'event stream reconnecting…' : '';
-  });
-  ctx.cleanups.push(() => stream.close(), () => clearTimeout(stateTimer));
+  const stream = openStream(
+    `/api/runs/${runSeg(ctx.run)}/events?after=0`,
+    (ev) => {
+      if (current !== ctx || typeof ev !== 'object') return;
+      const wasLive = ctx.isLive();
+      ctx.store.push(ev);
+      onChange();
+      ctx.enrichSoon();
+      // The run just stopped: read the final file list once more (artifacts appear at the end).
+      if (wasLive && !ctx.isLive()) setTimeout(() => refreshListing(ctx), 200);
+    },
+    (s) => {
+      ui.conn.textContent = s === 'retry' ? 'event stream reconnecting…' : '';
+    },
+  );
+  ctx.cleanups.push(
+    () => stream.close(),
+    () => clearTimeout(stateTimer),
+  );
 
   // The file list grows while the run is live (node files are created on their first line).
   let listTimer = null;
   const pollListing = async () => {
     await refreshListing(ctx);
-    if (current === ctx && (ctx.isLive() || ctx.store.state.opid < 0)) listTimer = setTimeout(pollListing, LISTING_POLL_MS);
+    if (current === ctx && (ctx.isLive() || ctx.store.state.opid < 0))
+      listTimer = setTimeout(pollListing, LISTING_POLL_MS);
   };
   pollListing();
   ctx.cleanups.push(() => clearTimeout(listTimer));
@@ -292,7 +341,10 @@ async function loadResults(ctx, path) {
 
 function createPerfView(ctx) {
   const el = h('section', { class: 'view perf-view', id: 'view-perf' });
-  const render = () => (ctx.results ? renderRunPerf(el, ctx.results) : replace(el, h('p', { class: 'muted' }, 'no results.json in this run')));
+  const render = () =>
+    ctx.results
+      ? renderRunPerf(el, ctx.results)
+      : replace(el, h('p', { class: 'muted' }, 'no results.json in this run'));
   return { el, show: render, update: render, hide() {} };
 }
 
@@ -300,14 +352,30 @@ function createPerfView(ctx) {
 
 function startInvocation(route) {
   const ctx = { type: 'invocation', name: route.name, tab: 'perf', cleanups: [], views: {} };
-  const el = h('section', { class: 'view perf-view combined', id: 'view-perf' }, h('p', { class: 'muted' }, 'loading…'));
+  const el = h(
+    'section',
+    { class: 'view perf-view combined', id: 'view-perf' },
+    h('p', { class: 'muted' }, 'loading…'),
+  );
   replace(ui.main, el);
-  getCombined(route.name).then((combined) => {
-    if (current !== ctx) return;
-    renderCombinedPerf(el, route.name, combined, runs, (run) => select({ type: 'run', name: run, tab: 'perf' }));
-  }).catch((err) => {
-    if (current === ctx) replace(el, h('p', { class: 'muted' }, err.status === 404 ? 'this invocation has no combined-results.json' : err.message));
-  });
+  getCombined(route.name)
+    .then((combined) => {
+      if (current !== ctx) return;
+      renderCombinedPerf(el, route.name, combined, runs, (run) =>
+        select({ type: 'run', name: run, tab: 'perf' }),
+      );
+    })
+    .catch((err) => {
+      if (current === ctx)
+        replace(
+          el,
+          h(
+            'p',
+            { class: 'muted' },
+            err.status === 404 ? 'this invocation has no combined-results.json' : err.message,
+          ),
+        );
+    });
   return ctx;
 }
 
@@ -329,12 +397,24 @@ window.patchbayDebug = {
   state: () => (current && current.store ? JSON.parse(JSON.stringify(current.store.state)) : null),
 };
 
-openStream('/api/runs/subscribe', (data) => {
-  if (data === 'update') refreshRuns();
-}, (s) => {
-  // Reconnected after a server restart: the list may have changed while we were away.
-  if (s === 'open') refreshRuns();
-});
+openStream(
+  '/api/runs/subscribe',
+  (data) => {
+    if (data === 'update') refreshRuns();
+  },
+  (s) => {
+    // Reconnected after a server restart: the list may have changed while we were away.
+    if (s === 'open') refreshRuns();
+  },
+);
 refreshRuns().then(() => {
-  if (!runs.length) replace(ui.main, h('p', { class: 'muted', id: 'no-runs' }, 'No runs yet. Run a lab with PATCHBAY_OUTDIR set to the served directory; it appears here by itself.'));
+  if (!runs.length)
+    replace(
+      ui.main,
+      h(
+        'p',
+        { class: 'muted', id: 'no-runs' },
+        'No runs yet. Run a lab with PATCHBAY_OUTDIR set to the served directory; it appears here by itself.',
+      ),
+    );
 });

@@ -23,28 +23,106 @@ export function createCapturesView(ctx) {
   let visible = false;
 
   async function fetchSizes(list) {
-    await Promise.all(list.filter((e) => !sizes.has(e.path)).map(async (e) => {
-      sizes.set(e.path, await fileSize(ctx.run, e.path));
-    }));
+    await Promise.all(
+      list
+        .filter((e) => !sizes.has(e.path))
+        .map(async (e) => {
+          sizes.set(e.path, await fileSize(ctx.run, e.path));
+        }),
+    );
   }
 
   function render() {
     const list = (ctx.logs() || []).filter((e) => e.kind === 'pcap');
     const recorded = Object.values(ctx.store.state.captures);
-    replace(body,
-      h('p', { class: 'muted' }, 'Packet captures of this run. Open them with Wireshark, or ',
-        h('code', null, 'unshare --user tcpdump -r FILE'), '.'),
-      list.length ? h('table', { class: 'grid captures-table', id: 'captures-table' },
-        h('thead', null, h('tr', null, ['node', 'interface', 'file', 'size', ''].map((t) => h('th', null, t)))),
-        h('tbody', null, list.map((e) => h('tr', { dataset: { path: e.path } },
-          h('td', null, e.node), h('td', null, captureIface(e)), h('td', { class: 'mono' }, e.path),
-          h('td', { class: 'num' }, sizes.has(e.path) ? fmtBytes(sizes.get(e.path)) : '…'),
-          h('td', null, h('a', { class: 'download', href: fileUrl(ctx.run, e.path), download: e.path.split('/').pop() }, 'download'))))))
-        : h('p', { id: 'captures-empty' }, 'no capture files in this run (always-on rings are written when a test fails).'),
-      recorded.length ? [h('h3', null, 'captures started by the test'),
-        h('table', { class: 'grid' }, h('thead', null, h('tr', null, ['node', 'interface', 'file', 'state'].map((t) => h('th', null, t)))),
-          h('tbody', null, recorded.map((c) => h('tr', null, h('td', null, c.node), h('td', null, c.iface),
-            h('td', { class: 'mono' }, c.file ?? '—'), h('td', null, c.active ? 'capturing' : 'stopped')))))] : null);
+    replace(
+      body,
+      h(
+        'p',
+        { class: 'muted' },
+        'Packet captures of this run. Open them with Wireshark, or ',
+        h('code', null, 'unshare --user tcpdump -r FILE'),
+        '.',
+      ),
+      list.length
+        ? h(
+            'table',
+            { class: 'grid captures-table', id: 'captures-table' },
+            h(
+              'thead',
+              null,
+              h(
+                'tr',
+                null,
+                ['node', 'interface', 'file', 'size', ''].map((t) => h('th', null, t)),
+              ),
+            ),
+            h(
+              'tbody',
+              null,
+              list.map((e) =>
+                h(
+                  'tr',
+                  { dataset: { path: e.path } },
+                  h('td', null, e.node),
+                  h('td', null, captureIface(e)),
+                  h('td', { class: 'mono' }, e.path),
+                  h('td', { class: 'num' }, sizes.has(e.path) ? fmtBytes(sizes.get(e.path)) : '…'),
+                  h(
+                    'td',
+                    null,
+                    h(
+                      'a',
+                      {
+                        class: 'download',
+                        href: fileUrl(ctx.run, e.path),
+                        download: e.path.split('/').pop(),
+                      },
+                      'download',
+                    ),
+                  ),
+                ),
+              ),
+            ),
+          )
+        : h(
+            'p',
+            { id: 'captures-empty' },
+            'no capture files in this run (always-on rings are written when a test fails).',
+          ),
+      recorded.length
+        ? [
+            h('h3', null, 'captures started by the test'),
+            h(
+              'table',
+              { class: 'grid' },
+              h(
+                'thead',
+                null,
+                h(
+                  'tr',
+                  null,
+                  ['node', 'interface', 'file', 'state'].map((t) => h('th', null, t)),
+                ),
+              ),
+              h(
+                'tbody',
+                null,
+                recorded.map((c) =>
+                  h(
+                    'tr',
+                    null,
+                    h('td', null, c.node),
+                    h('td', null, c.iface),
+                    h('td', { class: 'mono' }, c.file ?? '—'),
+                    h('td', null, c.active ? 'capturing' : 'stopped'),
+                  ),
+                ),
+              ),
+            ),
+          ]
+        : null,
+    );
   }
 
   async function refresh() {

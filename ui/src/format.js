@@ -22,8 +22,10 @@ const pad = (n, w = 2) => String(n).padStart(w, '0');
 export function fmtAbs(ms) {
   if (!Number.isFinite(ms)) return '?';
   const d = new Date(Math.floor(ms));
-  return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.` +
-      pad(d.getUTCMilliseconds(), 3);
+  return (
+    `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.` +
+    pad(d.getUTCMilliseconds(), 3)
+  );
 }
 
 export function fmtRel(ms, base) {

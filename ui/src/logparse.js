@@ -28,10 +28,30 @@ export function parseTracingJson(line, n) {
   try {
     o = JSON.parse(line);
   } catch {
-    return { n, raw: line, ts: null, ms: NaN, level: null, target: null, spans: [], message: line, fields: {} };
+    return {
+      n,
+      raw: line,
+      ts: null,
+      ms: NaN,
+      level: null,
+      target: null,
+      spans: [],
+      message: line,
+      fields: {},
+    };
   }
   if (!o || typeof o !== 'object') {
-    return { n, raw: line, ts: null, ms: NaN, level: null, target: null, spans: [], message: line, fields: {} };
+    return {
+      n,
+      raw: line,
+      ts: null,
+      ms: NaN,
+      level: null,
+      target: null,
+      spans: [],
+      message: line,
+      fields: {},
+    };
   }
   const { message, ...fields } = o.fields || {};
   let spans = [];
@@ -83,7 +103,8 @@ function parseSpans(text) {
   const spans = [];
   const re = /([A-Za-z_][\w.-]*)(?:\{([^}]*)\})?:?/g;
   let m;
-  while ((m = re.exec(text)) && m[0]) spans.push({ name: m[1], fields: m[2] ? parseKvBody(m[2]) : {} });
+  while ((m = re.exec(text)) && m[0])
+    spans.push({ name: m[1], fields: m[2] ? parseKvBody(m[2]) : {} });
   return spans;
 }
 
@@ -92,7 +113,18 @@ function parseSpans(text) {
 export function parseTextLine(line, n) {
   const plain = stripAnsi(line);
   const m = HEAD.exec(plain);
-  if (!m) return { n, raw: plain, ts: null, ms: NaN, level: null, target: null, spans: [], message: plain, fields: {} };
+  if (!m)
+    return {
+      n,
+      raw: plain,
+      ts: null,
+      ms: NaN,
+      level: null,
+      target: null,
+      spans: [],
+      message: plain,
+      fields: {},
+    };
   let rest = m[3];
   let spans = [];
   let target = null;
@@ -118,14 +150,26 @@ export function parseTextLine(line, n) {
   }
   rest = rest.slice(1);
   const ordered = Object.fromEntries(Object.entries(fields).reverse());
-  return { n, raw: plain, ts: m[1], ms: parseTs(m[1]), level: m[2], target, spans, message: rest, fields: ordered };
+  return {
+    n,
+    raw: plain,
+    ts: m[1],
+    ms: parseTs(m[1]),
+    level: m[2],
+    target,
+    spans,
+    message: rest,
+    fields: ordered,
+  };
 }
 
 export function parseLogText(kind, text) {
   const lines = splitLines(text);
   if (kind === 'tracing_jsonl') {
     // A tracing_jsonl found by content may mix in non-JSON lines; keep them as text.
-    return lines.map((l, i) => (l.trim().startsWith('{') ? parseTracingJson(l, i) : parseTextLine(l, i)));
+    return lines.map((l, i) =>
+      l.trim().startsWith('{') ? parseTracingJson(l, i) : parseTextLine(l, i),
+    );
   }
   return lines.map((l, i) => parseTextLine(l, i));
 }
@@ -148,14 +192,20 @@ export function parseJsonLines(text) {
 // `s1{z=3}:s2{y=2}:` as tracing-subscriber prints it.
 export function spansText(spans) {
   if (!spans || !spans.length) return '';
-  return spans.map((sp) => {
-    const kv = Object.entries(sp.fields || {}).map(([k, v]) => `${k}=${fieldText(v)}`);
-    return kv.length ? `${sp.name}{${kv.join(' ')}}` : sp.name;
-  }).join(':') + ':';
+  return (
+    spans
+      .map((sp) => {
+        const kv = Object.entries(sp.fields || {}).map(([k, v]) => `${k}=${fieldText(v)}`);
+        return kv.length ? `${sp.name}{${kv.join(' ')}}` : sp.name;
+      })
+      .join(':') + ':'
+  );
 }
 
 export function fieldsText(fields) {
-  return Object.entries(fields || {}).map(([k, v]) => `${k}=${fieldText(v)}`).join(' ');
+  return Object.entries(fields || {})
+    .map(([k, v]) => `${k}=${fieldText(v)}`)
+    .join(' ');
 }
 
 // qlog records in either container: JSON-SEQ (one event per line after a header) or a JSON
@@ -181,7 +231,11 @@ export function parseQlog(text) {
   }
   return events.map((e) => {
     if (Array.isArray(e)) return { time: Number(e[0]), name: `${e[1]}:${e[2]}`, data: e[3] || {} };
-    return { time: Number(e.time), name: String(e.name ?? `${e.category}:${e.event}`), data: e.data || {} };
+    return {
+      time: Number(e.time),
+      name: String(e.name ?? `${e.category}:${e.event}`),
+      data: e.data || {},
+    };
   });
 }
 
@@ -201,7 +255,12 @@ export function textEvents(text) {
     if (!e.target) continue;
     const i = e.target.indexOf('_events::');
     if (i < 0) continue;
-    out.push({ kind: e.target.slice(i + '_events::'.length), ts: e.ts, ms: e.ms, fields: e.fields });
+    out.push({
+      kind: e.target.slice(i + '_events::'.length),
+      ts: e.ts,
+      ms: e.ms,
+      fields: e.fields,
+    });
   }
   return out;
 }

@@ -5,8 +5,16 @@
 import { h, replace } from './dom.js';
 import { fileUrl, readTail, readAfter, TAIL_BYTES } from './api.js';
 import { parseTs, fmtTime, fmtBytes } from './format.js';
-import { LEVELS, parseLogText, parseJsonLines, parseQlog, flatten, spansText, fieldsText, splitLines }
-  from './logparse.js';
+import {
+  LEVELS,
+  parseLogText,
+  parseJsonLines,
+  parseQlog,
+  flatten,
+  spansText,
+  fieldsText,
+  splitLines,
+} from './logparse.js';
 import { kindBadge, detailsCell } from './events.js';
 
 const AUTO_LOAD = new Set(['tracing_jsonl', 'jsonl', 'json', 'qlog', 'lab_events']);
@@ -46,13 +54,26 @@ export function nearestIndex(items, ts, ms) {
 
 function jsonTree(value, depth = 0) {
   if (value === null || typeof value !== 'object') {
-    return h('span', { class: `json-${value === null ? 'null' : typeof value}` }, JSON.stringify(value));
+    return h(
+      'span',
+      { class: `json-${value === null ? 'null' : typeof value}` },
+      JSON.stringify(value),
+    );
   }
   const entries = Array.isArray(value) ? value.map((v, i) => [i, v]) : Object.entries(value);
   const summary = Array.isArray(value) ? `[${entries.length}]` : `{${entries.length}}`;
-  return h('details', { class: 'json-node', open: depth < 2 },
+  return h(
+    'details',
+    { class: 'json-node', open: depth < 2 },
     h('summary', null, summary),
-    h('ul', null, entries.map(([k, v]) => h('li', null, h('span', { class: 'json-key' }, String(k)), ': ', jsonTree(v, depth + 1)))));
+    h(
+      'ul',
+      null,
+      entries.map(([k, v]) =>
+        h('li', null, h('span', { class: 'json-key' }, String(k)), ': ', jsonTree(v, depth + 1)),
+      ),
+    ),
+  );
 }
 
 export function createLogsView(ctx) {
@@ -60,11 +81,25 @@ export function createLogsView(ctx) {
   const toolbar = h('div', { class: 'toolbar file-toolbar', id: 'log-file-toolbar' });
   const subbar = h('div', { class: 'toolbar log-subbar', id: 'log-subbar' });
   const body = h('div', { class: 'log-body', id: 'log-body' });
-  const el = h('section', { class: 'view logs-view', id: 'view-logs' }, sidebar,
-    h('div', { class: 'logs-main' }, toolbar, subbar, body));
+  const el = h(
+    'section',
+    { class: 'view logs-view', id: 'view-logs' },
+    sidebar,
+    h('div', { class: 'logs-main' }, toolbar, subbar, body),
+  );
 
-  const opts = { spans: true, target: true, relative: true, levels: new Set(LEVELS), targetFilter: '',
-    query: '', current: -1, jsonRelative: true, qlogRaw: false, qlogFilter: '' };
+  const opts = {
+    spans: true,
+    target: true,
+    relative: true,
+    levels: new Set(LEVELS),
+    targetFilter: '',
+    query: '',
+    current: -1,
+    jsonRelative: true,
+    qlogRaw: false,
+    qlogFilter: '',
+  };
   let file = null; // {entry, text, size, truncated, offset, loaded, error, jump}
   let items = []; // rendered entries: {ts, ms, el, text, hidden}
   let timer = null;
@@ -78,16 +113,38 @@ export function createLogsView(ctx) {
       if (!groups.has(e.node)) groups.set(e.node, []);
       groups.get(e.node).push(e);
     }
-    replace(sidebar, groups.size ? [...groups.entries()].map(([node, list]) =>
-      h('div', { class: 'log-group', dataset: { node } },
-        h('div', { class: 'log-group-title' }, node),
-        list.map((e) => h('a', {
-          href: '#',
-          class: ['log-file', file && file.entry.path === e.path && 'active'],
-          dataset: { path: e.path, kind: e.kind },
-          title: e.path,
-          on: { click: (ev) => { ev.preventDefault(); open(e.path); } },
-        }, fileLabel(e), ' ', h('span', { class: 'log-kind' }, `[${e.kind}]`))))) : h('p', { class: 'muted' }, 'no log files yet'));
+    replace(
+      sidebar,
+      groups.size
+        ? [...groups.entries()].map(([node, list]) =>
+            h(
+              'div',
+              { class: 'log-group', dataset: { node } },
+              h('div', { class: 'log-group-title' }, node),
+              list.map((e) =>
+                h(
+                  'a',
+                  {
+                    href: '#',
+                    class: ['log-file', file && file.entry.path === e.path && 'active'],
+                    dataset: { path: e.path, kind: e.kind },
+                    title: e.path,
+                    on: {
+                      click: (ev) => {
+                        ev.preventDefault();
+                        open(e.path);
+                      },
+                    },
+                  },
+                  fileLabel(e),
+                  ' ',
+                  h('span', { class: 'log-kind' }, `[${e.kind}]`),
+                ),
+              ),
+            ),
+          )
+        : h('p', { class: 'muted' }, 'no log files yet'),
+    );
   }
 
   async function load(gen) {
@@ -95,7 +152,14 @@ export function createLogsView(ctx) {
     try {
       const r = await readTail(ctx.run, entry.path);
       if (gen !== generation) return;
-      Object.assign(file, { text: r.text, size: r.size, truncated: r.truncated, offset: r.size, loaded: true, error: null });
+      Object.assign(file, {
+        text: r.text,
+        size: r.size,
+        truncated: r.truncated,
+        offset: r.size,
+        loaded: true,
+        error: null,
+      });
     } catch (err) {
       if (gen !== generation) return;
       Object.assign(file, { loaded: true, error: String(err.message || err) });
@@ -146,13 +210,23 @@ export function createLogsView(ctx) {
   function renderToolbar() {
     const e = file.entry;
     const lines = file.text === undefined ? null : splitLines(file.text).length;
-    replace(toolbar,
+    replace(
+      toolbar,
       h('span', { class: 'path mono', id: 'log-path' }, e.path),
-      h('a', { href: fileUrl(ctx.run, e.path), download: e.path.split('/').pop(), id: 'log-download' }, 'download'),
-      file.size !== undefined ? h('span', { class: 'muted', id: 'log-size' }, fmtBytes(file.size)) : null,
+      h(
+        'a',
+        { href: fileUrl(ctx.run, e.path), download: e.path.split('/').pop(), id: 'log-download' },
+        'download',
+      ),
+      file.size !== undefined
+        ? h('span', { class: 'muted', id: 'log-size' }, fmtBytes(file.size))
+        : null,
       lines !== null ? h('span', { class: 'muted', id: 'log-lines' }, `${lines} lines`) : null,
-      file.truncated ? h('span', { class: 'warn' }, `showing the last ${fmtBytes(TAIL_BYTES)}`) : null,
-      file.jump ? h('span', { class: 'jump', id: 'log-jump' }, `jump: ${file.jump.ts}`) : null);
+      file.truncated
+        ? h('span', { class: 'warn' }, `showing the last ${fmtBytes(TAIL_BYTES)}`)
+        : null,
+      file.jump ? h('span', { class: 'jump', id: 'log-jump' }, `jump: ${file.jump.ts}`) : null,
+    );
   }
 
   function renderFile(appended = false) {
@@ -167,11 +241,36 @@ export function createLogsView(ctx) {
     if (!file.loaded) {
       replace(subbar);
       if (kind === 'pcap') {
-        replace(body, h('p', null, 'packet capture: open it with Wireshark or ', h('code', null, 'tcpdump -r'), ' (download above, or the captures tab).'));
+        replace(
+          body,
+          h(
+            'p',
+            null,
+            'packet capture: open it with Wireshark or ',
+            h('code', null, 'tcpdump -r'),
+            ' (download above, or the captures tab).',
+          ),
+        );
       } else if (AUTO_LOAD.has(kind) || file.jump) {
         replace(body, h('p', { class: 'muted' }, 'loading…'));
       } else {
-        replace(body, h('button', { id: 'load-log', on: { click: () => { file.loaded = false; replace(body, h('p', { class: 'muted' }, 'loading…')); load(generation); } } }, 'load log'));
+        replace(
+          body,
+          h(
+            'button',
+            {
+              id: 'load-log',
+              on: {
+                click: () => {
+                  file.loaded = false;
+                  replace(body, h('p', { class: 'muted' }, 'loading…'));
+                  load(generation);
+                },
+              },
+            },
+            'load log',
+          ),
+        );
       }
       return;
     }
@@ -181,7 +280,8 @@ export function createLogsView(ctx) {
       return;
     }
     const scroller = body;
-    const atBottom = appended && scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 8;
+    const atBottom =
+      appended && scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 8;
     if (kind === 'lab_events' || kind === 'jsonl') renderJsonl(kind);
     else if (kind === 'json') renderJson();
     else if (kind === 'qlog') renderQlog();
@@ -215,23 +315,52 @@ export function createLogsView(ctx) {
     const rows = parseJsonLines(file.text).filter((r) => r.obj && typeof r.obj === 'object');
     const base = rows.length ? parseTs(rows[0].obj.timestamp) : NaN;
     const skip = kind === 'lab_events' ? ['kind', 'timestamp', 'opid'] : ['kind', 'timestamp'];
-    replace(subbar,
+    replace(
+      subbar,
       h('span', { class: 'count', id: 'jsonl-count' }, `${rows.length} events`),
-      h('button', { on: { click: () => { opts.jsonRelative = !opts.jsonRelative; renderFile(true); } } },
-        opts.jsonRelative ? 'time: relative' : 'time: absolute'));
+      h(
+        'button',
+        {
+          on: {
+            click: () => {
+              opts.jsonRelative = !opts.jsonRelative;
+              renderFile(true);
+            },
+          },
+        },
+        opts.jsonRelative ? 'time: relative' : 'time: absolute',
+      ),
+    );
     items = rows.map((r) => {
       const o = r.obj;
       const ms = parseTs(o.timestamp);
       const label = o.kind ?? o.name ?? o.event ?? '';
-      const tr = h('tr', { class: 'jsonl-row', dataset: { kind: String(label) } },
+      const tr = h(
+        'tr',
+        { class: 'jsonl-row', dataset: { kind: String(label) } },
         h('td', { class: 'time' }, Number.isFinite(ms) ? fmtTime(ms, base, opts.jsonRelative) : ''),
         h('td', null, label !== '' ? kindBadge(String(label)) : ''),
-        h('td', { class: 'details' }, detailsCell(o, skip)));
+        h('td', { class: 'details' }, detailsCell(o, skip)),
+      );
       return { ts: o.timestamp ?? null, ms, el: tr };
     });
-    replace(body, h('table', { class: 'grid jsonl-table', id: 'jsonl-table' },
-      h('thead', null, h('tr', null, h('th', null, 'time'), h('th', null, 'kind'), h('th', null, 'details'))),
-      h('tbody', null, items.map((i) => i.el))));
+    replace(
+      body,
+      h(
+        'table',
+        { class: 'grid jsonl-table', id: 'jsonl-table' },
+        h(
+          'thead',
+          null,
+          h('tr', null, h('th', null, 'time'), h('th', null, 'kind'), h('th', null, 'details')),
+        ),
+        h(
+          'tbody',
+          null,
+          items.map((i) => i.el),
+        ),
+      ),
+    );
   }
 
   function renderJson() {
@@ -241,7 +370,11 @@ export function createLogsView(ctx) {
     try {
       doc = JSON.parse(file.text);
     } catch (err) {
-      replace(body, h('p', { class: 'error' }, `not valid JSON: ${err.message}`), h('pre', null, file.text));
+      replace(
+        body,
+        h('p', { class: 'error' }, `not valid JSON: ${err.message}`),
+        h('pre', null, file.text),
+      );
       return;
     }
     replace(body, h('div', { class: 'json-tree' }, jsonTree(doc)));
@@ -250,23 +383,79 @@ export function createLogsView(ctx) {
   function renderQlog() {
     const events = parseQlog(file.text);
     const names = [...new Set(events.map((e) => e.name))].sort();
-    const sel = h('select', { on: { change: () => { opts.qlogFilter = sel.value; renderFile(true); } } },
-      h('option', { value: '' }, `all (${events.length})`), names.map((n) => h('option', { value: n }, n)));
+    const sel = h(
+      'select',
+      {
+        on: {
+          change: () => {
+            opts.qlogFilter = sel.value;
+            renderFile(true);
+          },
+        },
+      },
+      h('option', { value: '' }, `all (${events.length})`),
+      names.map((n) => h('option', { value: n }, n)),
+    );
     sel.value = opts.qlogFilter;
-    replace(subbar, h('label', null, 'event ', sel),
-      h('button', { on: { click: () => { opts.qlogRaw = !opts.qlogRaw; renderFile(true); } } }, opts.qlogRaw ? 'table' : 'raw'));
+    replace(
+      subbar,
+      h('label', null, 'event ', sel),
+      h(
+        'button',
+        {
+          on: {
+            click: () => {
+              opts.qlogRaw = !opts.qlogRaw;
+              renderFile(true);
+            },
+          },
+        },
+        opts.qlogRaw ? 'table' : 'raw',
+      ),
+    );
     items = [];
     if (opts.qlogRaw) {
       replace(body, h('pre', { class: 'raw' }, file.text));
       return;
     }
     const shown = opts.qlogFilter ? events.filter((e) => e.name === opts.qlogFilter) : events;
-    replace(body, h('table', { class: 'grid qlog-table' },
-      h('thead', null, h('tr', null, h('th', null, 'time (ms)'), h('th', null, 'name'), h('th', null, 'data'))),
-      h('tbody', null, shown.map((e) => h('tr', null, h('td', { class: 'num' }, Number.isFinite(e.time) ? e.time.toFixed(3) : ''),
-        h('td', null, kindBadge(e.name)),
-        h('td', { class: 'details' }, Object.entries(flatten(e.data)).map(([k, v]) =>
-          h('span', { class: 'kv-pair' }, h('span', { class: 'k' }, `data.${k}`), '=', h('span', { class: 'v' }, v)))))))));
+    replace(
+      body,
+      h(
+        'table',
+        { class: 'grid qlog-table' },
+        h(
+          'thead',
+          null,
+          h('tr', null, h('th', null, 'time (ms)'), h('th', null, 'name'), h('th', null, 'data')),
+        ),
+        h(
+          'tbody',
+          null,
+          shown.map((e) =>
+            h(
+              'tr',
+              null,
+              h('td', { class: 'num' }, Number.isFinite(e.time) ? e.time.toFixed(3) : ''),
+              h('td', null, kindBadge(e.name)),
+              h(
+                'td',
+                { class: 'details' },
+                Object.entries(flatten(e.data)).map(([k, v]) =>
+                  h(
+                    'span',
+                    { class: 'kv-pair' },
+                    h('span', { class: 'k' }, `data.${k}`),
+                    '=',
+                    h('span', { class: 'v' }, v),
+                  ),
+                ),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
   }
 
   function renderTracing() {
@@ -274,51 +463,159 @@ export function createLogsView(ctx) {
     const base = entriesParsed.find((e) => Number.isFinite(e.ms))?.ms ?? NaN;
     const targets = [...new Set(entriesParsed.map((e) => e.target).filter(Boolean))].sort();
     if (opts.targetFilter && !targets.includes(opts.targetFilter)) opts.targetFilter = '';
-    const toggle = (label, key, id) => h('button', { id, class: ['toggle', opts[key] && 'on'], 'aria-pressed': String(!!opts[key]),
-      on: { click: () => { opts[key] = !opts[key]; renderFile(true); } } }, label);
-    const levelBtns = LEVELS.map((lv) => h('button', {
-      class: ['toggle', 'level-toggle', `level-${lv.toLowerCase()}`, opts.levels.has(lv) && 'on'],
-      dataset: { level: lv },
-      'aria-pressed': String(opts.levels.has(lv)),
-      on: { click: () => { opts.levels.has(lv) ? opts.levels.delete(lv) : opts.levels.add(lv); renderFile(true); } },
-    }, lv));
-    const targetSel = h('select', { id: 'log-target-filter', 'aria-label': 'target filter',
-      on: { change: () => { opts.targetFilter = targetSel.value; renderFile(true); } } },
-    h('option', { value: '' }, 'all targets'), targets.map((t) => h('option', { value: t }, t)));
+    const toggle = (label, key, id) =>
+      h(
+        'button',
+        {
+          id,
+          class: ['toggle', opts[key] && 'on'],
+          'aria-pressed': String(!!opts[key]),
+          on: {
+            click: () => {
+              opts[key] = !opts[key];
+              renderFile(true);
+            },
+          },
+        },
+        label,
+      );
+    const levelBtns = LEVELS.map((lv) =>
+      h(
+        'button',
+        {
+          class: [
+            'toggle',
+            'level-toggle',
+            `level-${lv.toLowerCase()}`,
+            opts.levels.has(lv) && 'on',
+          ],
+          dataset: { level: lv },
+          'aria-pressed': String(opts.levels.has(lv)),
+          on: {
+            click: () => {
+              opts.levels.has(lv) ? opts.levels.delete(lv) : opts.levels.add(lv);
+              renderFile(true);
+            },
+          },
+        },
+        lv,
+      ),
+    );
+    const targetSel = h(
+      'select',
+      {
+        id: 'log-target-filter',
+        'aria-label': 'target filter',
+        on: {
+          change: () => {
+            opts.targetFilter = targetSel.value;
+            renderFile(true);
+          },
+        },
+      },
+      h('option', { value: '' }, 'all targets'),
+      targets.map((t) => h('option', { value: t }, t)),
+    );
     targetSel.value = opts.targetFilter;
-    const search = h('input', { type: 'search', id: 'log-search', placeholder: 'search', value: opts.query,
-      on: { input: () => { opts.query = search.value; opts.current = -1; markMatches(true); } ,
-        keydown: (ev) => { if (ev.key === 'Enter') step(ev.shiftKey ? -1 : 1); } } });
+    const search = h('input', {
+      type: 'search',
+      id: 'log-search',
+      placeholder: 'search',
+      value: opts.query,
+      on: {
+        input: () => {
+          opts.query = search.value;
+          opts.current = -1;
+          markMatches(true);
+        },
+        keydown: (ev) => {
+          if (ev.key === 'Enter') step(ev.shiftKey ? -1 : 1);
+        },
+      },
+    });
     const counter = h('span', { class: 'search-count', id: 'log-search-count' });
-    replace(subbar,
-      toggle('spans', 'spans', 'toggle-spans'), toggle('target', 'target', 'toggle-target'),
-      h('button', { id: 'toggle-time', on: { click: () => { opts.relative = !opts.relative; renderFile(true); } } },
-        opts.relative ? 'time: relative' : 'time: absolute'),
-      h('span', { class: 'levels' }, levelBtns), targetSel, search,
-      h('button', { id: 'search-prev', title: 'previous match', on: { click: () => step(-1) } }, '↑'),
-      h('button', { id: 'search-next', title: 'next match', on: { click: () => step(1) } }, '↓'), counter);
+    replace(
+      subbar,
+      toggle('spans', 'spans', 'toggle-spans'),
+      toggle('target', 'target', 'toggle-target'),
+      h(
+        'button',
+        {
+          id: 'toggle-time',
+          on: {
+            click: () => {
+              opts.relative = !opts.relative;
+              renderFile(true);
+            },
+          },
+        },
+        opts.relative ? 'time: relative' : 'time: absolute',
+      ),
+      h('span', { class: 'levels' }, levelBtns),
+      targetSel,
+      search,
+      h(
+        'button',
+        { id: 'search-prev', title: 'previous match', on: { click: () => step(-1) } },
+        '↑',
+      ),
+      h('button', { id: 'search-next', title: 'next match', on: { click: () => step(1) } }, '↓'),
+      counter,
+    );
 
     items = entriesParsed.map((e) => {
-      const hidden = (e.level && !opts.levels.has(e.level)) || (opts.targetFilter && e.target !== opts.targetFilter);
+      const hidden =
+        (e.level && !opts.levels.has(e.level)) ||
+        (opts.targetFilter && e.target !== opts.targetFilter);
       const st = spansText(e.spans);
       const ft = fieldsText(e.fields);
       // Parts are separated by real spaces so a copied line reads like the file.
       const parts = [
-        h('span', { class: 'time' }, Number.isFinite(e.ms) ? fmtTime(e.ms, base, opts.relative) : ''),
-        e.level ? h('span', { class: ['level', `level-${e.level.toLowerCase()}`] }, e.level.padStart(5)) : null,
+        h(
+          'span',
+          { class: 'time' },
+          Number.isFinite(e.ms) ? fmtTime(e.ms, base, opts.relative) : '',
+        ),
+        e.level
+          ? h('span', { class: ['level', `level-${e.level.toLowerCase()}`] }, e.level.padStart(5))
+          : null,
         opts.spans && st ? h('span', { class: 'spans' }, st) : null,
         opts.target && e.target ? h('span', { class: 'target' }, `${e.target}:`) : null,
         h('span', { class: 'msg' }, e.message),
         ft ? h('span', { class: 'fields' }, ft) : null,
-      ].filter(Boolean).flatMap((p, i) => (i ? [' ', p] : [p]));
-      const line = h('div', { class: ['log-line', e.level && `level-${e.level.toLowerCase()}`], dataset: { n: String(e.n) } }, parts);
+      ]
+        .filter(Boolean)
+        .flatMap((p, i) => (i ? [' ', p] : [p]));
+      const line = h(
+        'div',
+        {
+          class: ['log-line', e.level && `level-${e.level.toLowerCase()}`],
+          dataset: { n: String(e.n) },
+        },
+        parts,
+      );
       line.hidden = !!hidden;
-      const text = [e.ts, e.level, st, e.target && `${e.target}:`, e.message, ft].filter(Boolean).join(' ');
+      const text = [e.ts, e.level, st, e.target && `${e.target}:`, e.message, ft]
+        .filter(Boolean)
+        .join(' ');
       return { ts: e.ts, ms: e.ms, el: line, text: text.toLowerCase(), hidden: !!hidden };
     });
     const shown = items.filter((i) => !i.hidden).length;
-    replace(body, h('div', { class: 'log-lines', id: 'log-lines-list' }, items.map((i) => i.el)),
-      shown < items.length ? h('p', { class: 'muted', id: 'log-hidden-note' }, `${items.length - shown} of ${items.length} lines hidden by filters`) : null);
+    replace(
+      body,
+      h(
+        'div',
+        { class: 'log-lines', id: 'log-lines-list' },
+        items.map((i) => i.el),
+      ),
+      shown < items.length
+        ? h(
+            'p',
+            { class: 'muted', id: 'log-hidden-note' },
+            `${items.length - shown} of ${items.length} lines hidden by filters`,
+          )
+        : null,
+    );
     markMatches(false);
   }
 
@@ -328,7 +625,8 @@ export function createLogsView(ctx) {
 
   function markMatches(scroll) {
     const q = opts.query.trim().toLowerCase();
-    for (const it of items) it.el.classList.toggle('match', !!q && !it.hidden && it.text.includes(q));
+    for (const it of items)
+      it.el.classList.toggle('match', !!q && !it.hidden && it.text.includes(q));
     const list = matches();
     if (list.length && opts.current < 0 && scroll) opts.current = 0;
     if (opts.current >= list.length) opts.current = list.length - 1;
@@ -338,14 +636,18 @@ export function createLogsView(ctx) {
   function step(d) {
     const list = matches();
     if (!list.length) return;
-    opts.current = ((opts.current < 0 ? (d > 0 ? -1 : 0) : opts.current) + d + list.length) % list.length;
+    opts.current =
+      ((opts.current < 0 ? (d > 0 ? -1 : 0) : opts.current) + d + list.length) % list.length;
     showCurrent(list, true);
   }
 
   function showCurrent(list, scroll) {
     for (const it of items) it.el.classList.remove('current');
     const counter = document.getElementById('log-search-count');
-    if (counter) counter.textContent = opts.query.trim() ? `${list.length ? opts.current + 1 : 0}/${list.length}` : '';
+    if (counter)
+      counter.textContent = opts.query.trim()
+        ? `${list.length ? opts.current + 1 : 0}/${list.length}`
+        : '';
     const cur = list[opts.current];
     if (cur) {
       cur.el.classList.add('current');
@@ -359,7 +661,11 @@ export function createLogsView(ctx) {
     update() {
       renderSidebar();
       // A file that was empty (and so unlisted) when opened by a jump may be listed now.
-      if (file && !file.loaded && entries().some((e) => e.path === file.entry.path && e.kind !== file.entry.kind)) {
+      if (
+        file &&
+        !file.loaded &&
+        entries().some((e) => e.path === file.entry.path && e.kind !== file.entry.kind)
+      ) {
         open(file.entry.path, file.jump);
       }
     },
@@ -382,4 +688,3 @@ export function createLogsView(ctx) {
     },
   };
 }
-

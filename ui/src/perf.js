@@ -14,10 +14,11 @@ export function durationSecs(v) {
   if (!m) return null;
   const n = Number(m[1]);
   if (!Number.isFinite(n)) return null;
-  return { us: n / 1e6, 'µs': n / 1e6, ms: n / 1e3, s: n }[m[2] || 's'];
+  return { us: n / 1e6, µs: n / 1e6, ms: n / 1e3, s: n }[m[2] || 's'];
 }
 
-const num = (v) => (v === null || v === undefined || v === '' || !Number.isFinite(Number(v)) ? null : Number(v));
+const num = (v) =>
+  v === null || v === undefined || v === '' || !Number.isFinite(Number(v)) ? null : Number(v);
 
 export function stepMetrics(step) {
   const secs = durationSecs(step.duration);
@@ -47,17 +48,49 @@ const COLUMNS = [
 // Only the columns that have a value in some row.
 function metricsTable(rows, lead = [], id = null) {
   const cols = COLUMNS.filter(([, key]) => key === 'id' || rows.some((r) => r.m[key] !== null));
-  return h('table', { class: 'grid perf-table', id },
-    h('thead', null, h('tr', null, lead.map(([t]) => h('th', null, t)), cols.map(([t]) => h('th', null, t)))),
-    h('tbody', null, rows.map((r) => h('tr', null, lead.map(([, cell]) => h('td', null, cell(r))),
-      cols.map(([, key, f]) => h('td', { class: key === 'id' ? null : 'num' }, r.m[key] === null ? '' : f(r.m[key])))))));
+  return h(
+    'table',
+    { class: 'grid perf-table', id },
+    h(
+      'thead',
+      null,
+      h(
+        'tr',
+        null,
+        lead.map(([t]) => h('th', null, t)),
+        cols.map(([t]) => h('th', null, t)),
+      ),
+    ),
+    h(
+      'tbody',
+      null,
+      rows.map((r) =>
+        h(
+          'tr',
+          null,
+          lead.map(([, cell]) => h('td', null, cell(r))),
+          cols.map(([, key, f]) =>
+            h('td', { class: key === 'id' ? null : 'num' }, r.m[key] === null ? '' : f(r.m[key])),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 export function renderRunPerf(container, results) {
   const steps = Array.isArray(results?.steps) ? results.steps : [];
-  replace(container, h('h3', null, `steps${results?.sim ? ` — ${results.sim}` : ''}`),
-    steps.length ? metricsTable(steps.map((s) => ({ m: stepMetrics(s) })), [], 'perf-steps')
-      : h('p', { class: 'muted' }, 'results.json has no steps'));
+  replace(
+    container,
+    h('h3', null, `steps${results?.sim ? ` — ${results.sim}` : ''}`),
+    steps.length
+      ? metricsTable(
+          steps.map((s) => ({ m: stepMetrics(s) })),
+          [],
+          'perf-steps',
+        )
+      : h('p', { class: 'muted' }, 'results.json has no steps'),
+  );
 }
 
 // The server's run for a combined entry: `<invocation>/<sim_dir>`, else the run whose last
@@ -66,9 +99,14 @@ export function resolveRun(entry, invocation, runs) {
   const mine = runs.filter((r) => r.invocation === invocation);
   const dir = typeof entry.sim_dir === 'string' ? entry.sim_dir.replace(/\/+$/, '') : '';
   const last = dir.split('/').pop();
-  return (mine.find((r) => r.name === `${invocation}/${dir}`) ||
-    (last && mine.find((r) => r.name.split('/').pop() === last)) ||
-    mine.find((r) => r.label === entry.sim) || null)?.name ?? null;
+  return (
+    (
+      mine.find((r) => r.name === `${invocation}/${dir}`) ||
+      (last && mine.find((r) => r.name.split('/').pop() === last)) ||
+      mine.find((r) => r.label === entry.sim) ||
+      null
+    )?.name ?? null
+  );
 }
 
 export function renderCombinedPerf(container, invocation, combined, runs, selectRun) {
@@ -84,21 +122,67 @@ export function renderCombinedPerf(container, invocation, combined, runs, select
     const max = (a, b) => (b === null ? a : a === null ? b : Math.max(a, b));
     s.down = max(s.down, r.m.down_mbs);
     s.up = max(s.up, r.m.up_mbs);
-    if (r.m.latency_ms !== null) s.lat = s.lat === null ? r.m.latency_ms : Math.min(s.lat, r.m.latency_ms);
+    if (r.m.latency_ms !== null)
+      s.lat = s.lat === null ? r.m.latency_ms : Math.min(s.lat, r.m.latency_ms);
   }
   const simLink = (e) => {
     const run = resolveRun(e, invocation, runs);
     const label = e.sim ?? e.sim_dir ?? '?';
-    return run ? h('a', { href: '#', class: 'sim-link', dataset: { run }, on: { click: (ev) => { ev.preventDefault(); selectRun(run); } } }, label)
+    return run
+      ? h(
+          'a',
+          {
+            href: '#',
+            class: 'sim-link',
+            dataset: { run },
+            on: {
+              click: (ev) => {
+                ev.preventDefault();
+                selectRun(run);
+              },
+            },
+          },
+          label,
+        )
       : h('span', null, label);
   };
   const f = (v, d) => (v === null ? '' : v.toFixed(d));
-  replace(container,
+  replace(
+    container,
     h('h3', null, 'summary'),
-    h('table', { class: 'grid perf-summary', id: 'perf-summary' },
-      h('thead', null, h('tr', null, ['Sim', 'N', 'Max Down (MB/s)', 'Max Up (MB/s)', 'Min Latency (ms)'].map((t) => h('th', null, t)))),
-      h('tbody', null, [...sims.values()].map((s) => h('tr', null, h('td', null, simLink(s.e)), h('td', { class: 'num' }, String(s.n)),
-        h('td', { class: 'num' }, f(s.down, 2)), h('td', { class: 'num' }, f(s.up, 2)), h('td', { class: 'num' }, f(s.lat, 1)))))),
+    h(
+      'table',
+      { class: 'grid perf-summary', id: 'perf-summary' },
+      h(
+        'thead',
+        null,
+        h(
+          'tr',
+          null,
+          ['Sim', 'N', 'Max Down (MB/s)', 'Max Up (MB/s)', 'Min Latency (ms)'].map((t) =>
+            h('th', null, t),
+          ),
+        ),
+      ),
+      h(
+        'tbody',
+        null,
+        [...sims.values()].map((s) =>
+          h(
+            'tr',
+            null,
+            h('td', null, simLink(s.e)),
+            h('td', { class: 'num' }, String(s.n)),
+            h('td', { class: 'num' }, f(s.down, 2)),
+            h('td', { class: 'num' }, f(s.up, 2)),
+            h('td', { class: 'num' }, f(s.lat, 1)),
+          ),
+        ),
+      ),
+    ),
     h('h3', null, 'all steps'),
-    all.length ? metricsTable(all, [['Sim', (r) => simLink(r.e)]], 'perf-all-steps') : h('p', { class: 'muted' }, 'no steps'));
+    all.length
+      ? metricsTable(all, [['Sim', (r) => simLink(r.e)]], 'perf-all-steps')
+      : h('p', { class: 'muted' }, 'no steps'),
+  );
 }

@@ -184,7 +184,8 @@ export function applyEvent(st, ev) {
       return true;
     case 'firewall_changed':
       if (router(ev.router)) {
-        if (router(ev.router).firewall !== ev.firewall) router(ev.router).firewall_config = undefined;
+        if (router(ev.router).firewall !== ev.firewall)
+          router(ev.router).firewall_config = undefined;
         router(ev.router).firewall = ev.firewall;
       }
       return true;
@@ -216,7 +217,8 @@ export function applyEvent(st, ev) {
       return true;
     case 'interface_added': {
       const d = st.devices[ev.device];
-      if (d && ev.iface && typeof ev.iface === 'object') d.interfaces.push({ ...ev.iface, up: ev.iface.up ?? true });
+      if (d && ev.iface && typeof ev.iface === 'object')
+        d.interfaces.push({ ...ev.iface, up: ev.iface.up ?? true });
       return true;
     }
     case 'interface_removed': {

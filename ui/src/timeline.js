@@ -39,8 +39,16 @@ function rowsFromFile(entry, text) {
     }
     return out;
   }
-  return textEvents(text).filter((e) => Number.isFinite(e.ms))
-    .map((e) => ({ node: entry.node, kind: e.kind, ts: e.ts, ms: e.ms, fields: e.fields, path: entry.path }));
+  return textEvents(text)
+    .filter((e) => Number.isFinite(e.ms))
+    .map((e) => ({
+      node: entry.node,
+      kind: e.kind,
+      ts: e.ts,
+      ms: e.ms,
+      fields: e.fields,
+      path: entry.path,
+    }));
 }
 
 export function createTimelineView(ctx) {
@@ -52,25 +60,43 @@ export function createTimelineView(ctx) {
   let loading = null;
 
   const grid = h('div', { class: 'timeline-grid', id: 'timeline-grid' });
-  const panel = h('aside', { class: 'detail-panel timeline-detail', id: 'timeline-detail', hidden: true });
-  const timeBtn = h('button', { id: 'timeline-time-toggle', on: { click: () => { relative = !relative; render(); } } });
+  const panel = h('aside', {
+    class: 'detail-panel timeline-detail',
+    id: 'timeline-detail',
+    hidden: true,
+  });
+  const timeBtn = h('button', {
+    id: 'timeline-time-toggle',
+    on: {
+      click: () => {
+        relative = !relative;
+        render();
+      },
+    },
+  });
   const count = h('span', { class: 'count', id: 'timeline-count' });
-  const el = h('section', { class: 'view timeline-view', id: 'view-timeline' },
-    h('div', { class: 'timeline-main' }, h('div', { class: 'toolbar' }, count, timeBtn), grid), panel);
+  const el = h(
+    'section',
+    { class: 'view timeline-view', id: 'view-timeline' },
+    h('div', { class: 'timeline-main' }, h('div', { class: 'toolbar' }, count, timeBtn), grid),
+    panel,
+  );
 
   async function reload() {
     if (loading) return loading;
     loading = (async () => {
       const sources = timelineSources(ctx.logs() || []);
       const next = new Map();
-      await Promise.all(sources.map(async (entry) => {
-        try {
-          const r = await readTail(ctx.run, entry.path);
-          next.set(entry.path, rowsFromFile(entry, r.text));
-        } catch {
-          next.set(entry.path, fileRows.get(entry.path) || []);
-        }
-      }));
+      await Promise.all(
+        sources.map(async (entry) => {
+          try {
+            const r = await readTail(ctx.run, entry.path);
+            next.set(entry.path, rowsFromFile(entry, r.text));
+          } catch {
+            next.set(entry.path, fileRows.get(entry.path) || []);
+          }
+        }),
+      );
       fileRows = next;
       loading = null;
       render();
@@ -83,7 +109,14 @@ export function createTimelineView(ctx) {
     for (const list of fileRows.values()) rows.push(...list);
     for (const e of ctx.store.events) {
       const { opid, timestamp, kind, ...fields } = e;
-      rows.push({ node: '_lab', kind, ts: timestamp, ms: parseTs(timestamp), fields: { opid, ...fields }, path: null });
+      rows.push({
+        node: '_lab',
+        kind,
+        ts: timestamp,
+        ms: parseTs(timestamp),
+        fields: { opid, ...fields },
+        path: null,
+      });
     }
     rows.sort((a, b) => a.ms - b.ms);
     return rows;
@@ -95,23 +128,65 @@ export function createTimelineView(ctx) {
     const base = rows.length ? rows[0].ms : NaN;
     timeBtn.textContent = relative ? 'time: relative' : 'time: absolute';
     count.textContent = `${rows.length} events · ${nodes.length} nodes`;
-    const table = h('table', { class: 'grid timeline-table', id: 'timeline-table' },
-      h('thead', null, h('tr', null, h('th', null, 'time'), nodes.map((n) => h('th', { dataset: { node: n } }, n)))),
-      h('tbody', null, rows.map((r) => h('tr', null,
-        h('td', { class: 'time' }, fmtTime(r.ms, base, relative)),
-        nodes.map((n) => (n !== r.node ? h('td') : h('td', { class: 'cell' },
-          h('button', {
-            class: ['tl-event', r.node === '_lab' ? 'tl-lab' : 'tl-user', selected === r && 'selected'],
-            dataset: { node: r.node, kind: r.kind },
-            on: { click: () => { selected = r; render(); } },
-          }, r.kind))))))));
+    const table = h(
+      'table',
+      { class: 'grid timeline-table', id: 'timeline-table' },
+      h(
+        'thead',
+        null,
+        h(
+          'tr',
+          null,
+          h('th', null, 'time'),
+          nodes.map((n) => h('th', { dataset: { node: n } }, n)),
+        ),
+      ),
+      h(
+        'tbody',
+        null,
+        rows.map((r) =>
+          h(
+            'tr',
+            null,
+            h('td', { class: 'time' }, fmtTime(r.ms, base, relative)),
+            nodes.map((n) =>
+              n !== r.node
+                ? h('td')
+                : h(
+                    'td',
+                    { class: 'cell' },
+                    h(
+                      'button',
+                      {
+                        class: [
+                          'tl-event',
+                          r.node === '_lab' ? 'tl-lab' : 'tl-user',
+                          selected === r && 'selected',
+                        ],
+                        dataset: { node: r.node, kind: r.kind },
+                        on: {
+                          click: () => {
+                            selected = r;
+                            render();
+                          },
+                        },
+                      },
+                      r.kind,
+                    ),
+                  ),
+            ),
+          ),
+        ),
+      ),
+    );
     replace(grid, rows.length ? table : h('p', { class: 'muted' }, 'no events yet'));
     renderPanel(base);
   }
 
   function jumpTarget(r) {
     const listing = ctx.logs() || [];
-    if (r.node === '_lab') return listing.find((e) => e.kind === 'lab_events')?.path || 'events.jsonl';
+    if (r.node === '_lab')
+      return listing.find((e) => e.kind === 'lab_events')?.path || 'events.jsonl';
     return listing.find((e) => e.node === r.node && e.kind === 'tracing_jsonl')?.path || r.path;
   }
 
@@ -119,12 +194,48 @@ export function createTimelineView(ctx) {
     panel.hidden = !selected;
     if (!selected) return;
     const r = selected;
-    replace(panel,
-      h('button', { class: 'close', title: 'close', on: { click: () => { selected = null; render(); } } }, '×'),
+    replace(
+      panel,
+      h(
+        'button',
+        {
+          class: 'close',
+          title: 'close',
+          on: {
+            click: () => {
+              selected = null;
+              render();
+            },
+          },
+        },
+        '×',
+      ),
       h('h3', { id: 'timeline-detail-title' }, `${r.node} · ${r.kind}`),
-      h('p', { class: 'mono' }, `${fmtAbs(r.ms)} (${fmtTime(r.ms, base, true)})`, h('br'), r.ts || ''),
-      h('table', { class: 'kv' }, h('tbody', null, kvPairs(r.fields).map(([k, v]) => h('tr', null, h('th', null, k), h('td', null, v))))),
-      h('button', { id: 'jump-to-logs', on: { click: () => ctx.jumpToLogs(jumpTarget(r), { ts: r.ts, ms: r.ms }) } }, 'jump to logs'));
+      h(
+        'p',
+        { class: 'mono' },
+        `${fmtAbs(r.ms)} (${fmtTime(r.ms, base, true)})`,
+        h('br'),
+        r.ts || '',
+      ),
+      h(
+        'table',
+        { class: 'kv' },
+        h(
+          'tbody',
+          null,
+          kvPairs(r.fields).map(([k, v]) => h('tr', null, h('th', null, k), h('td', null, v))),
+        ),
+      ),
+      h(
+        'button',
+        {
+          id: 'jump-to-logs',
+          on: { click: () => ctx.jumpToLogs(jumpTarget(r), { ts: r.ts, ms: r.ms }) },
+        },
+        'jump to logs',
+      ),
+    );
   }
 
   function schedule() {

@@ -4,8 +4,14 @@
 // width layout is enough. Clicking a node opens a detail panel.
 
 import { h, s, replace, throttleFrame } from './dom.js';
-import { fmtConditions, splitConditions, fmtCondition, isImpaired, stripPrefixLen, valueText }
-  from './format.js';
+import {
+  fmtConditions,
+  splitConditions,
+  fmtCondition,
+  isImpaired,
+  stripPrefixLen,
+  valueText,
+} from './format.js';
 import { routerDevices } from './state.js';
 
 const NODE_W = 190;
@@ -28,7 +34,9 @@ export function layout(st) {
   };
   add({ id: 'ix', kind: 'ix', name: 'IX', lines: [] });
   for (const r of Object.values(st.routers)) {
-    const second = [`nat:${r.nat ?? '?'}` + (r.firewall && r.firewall !== 'none' ? ` fw:${r.firewall}` : '')];
+    const second = [
+      `nat:${r.nat ?? '?'}` + (r.firewall && r.firewall !== 'none' ? ` fw:${r.firewall}` : ''),
+    ];
     add({
       id: nodeId('router', r.name),
       kind: 'router',
@@ -40,7 +48,14 @@ export function layout(st) {
   }
   for (const d of Object.values(st.devices)) {
     const v4 = d.interfaces.map((i) => stripPrefixLen(i.ip)).filter(Boolean);
-    add({ id: nodeId('device', d.name), kind: 'device', name: d.name, title: d.name, lines: v4, data: d });
+    add({
+      id: nodeId('device', d.name),
+      kind: 'device',
+      name: d.name,
+      title: d.name,
+      lines: v4,
+      data: d,
+    });
   }
 
   const edges = [];
@@ -131,7 +146,13 @@ export function layout(st) {
     const a = nodeId('router', ra);
     const b = nodeId('router', rb);
     if (nodes.has(a) && nodes.has(b)) {
-      edges.push({ from: a, to: b, kind: l.broken ? 'region-broken' : 'region', label: l.broken ? 'broken' : fmtCondition(l.condition), link: l });
+      edges.push({
+        from: a,
+        to: b,
+        kind: l.broken ? 'region-broken' : 'region',
+        label: l.broken ? 'broken' : fmtCondition(l.condition),
+        link: l,
+      });
     }
   }
   let maxX = 0;
@@ -156,13 +177,31 @@ function edgePath(a, b) {
 function regionPath(a, b) {
   // An arc above both routers so it does not run through the tree's vertical edges.
   const y = Math.min(a.y, b.y) - 26;
-  return { d: `M${a.x},${a.y} Q${(a.x + b.x) / 2},${y - 30} ${b.x},${b.y}`, mx: (a.x + b.x) / 2, my: y - 14 };
+  return {
+    d: `M${a.x},${a.y} Q${(a.x + b.x) / 2},${y - 30} ${b.x},${b.y}`,
+    mx: (a.x + b.x) / 2,
+    my: y - 14,
+  };
 }
 
 function renderSvg(lay, selected, onSelect) {
-  const defs = s('defs', null,
-    s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: '9', refY: '5', markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' },
-      s('path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrowhead' })));
+  const defs = s(
+    'defs',
+    null,
+    s(
+      'marker',
+      {
+        id: 'arrow',
+        viewBox: '0 0 10 10',
+        refX: '9',
+        refY: '5',
+        markerWidth: '7',
+        markerHeight: '7',
+        orient: 'auto-start-reverse',
+      },
+      s('path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrowhead' }),
+    ),
+  );
   const edgeEls = [];
   for (const e of lay.edges) {
     const a = lay.nodes.get(e.from);
@@ -171,9 +210,20 @@ function renderSvg(lay, selected, onSelect) {
     const region = e.kind.startsWith('region');
     const p = region ? regionPath(a, b) : edgePath(a, b);
     const cls = ['edge', `edge-${e.kind}`, e.down && 'edge-down', e.impaired && 'edge-impaired'];
-    edgeEls.push(s('g', { class: cls.filter(Boolean).join(' '), 'data-from': e.from, 'data-to': e.to },
-      s('path', { d: p.d, 'marker-end': e.kind === 'uplink' ? 'url(#arrow)' : null }),
-      e.label ? s('text', { x: p.mx + 4, y: p.my, class: 'edge-label' }, e.label + (e.down ? ' (down)' : '')) : null));
+    edgeEls.push(
+      s(
+        'g',
+        { class: cls.filter(Boolean).join(' '), 'data-from': e.from, 'data-to': e.to },
+        s('path', { d: p.d, 'marker-end': e.kind === 'uplink' ? 'url(#arrow)' : null }),
+        e.label
+          ? s(
+              'text',
+              { x: p.mx + 4, y: p.my, class: 'edge-label' },
+              e.label + (e.down ? ' (down)' : ''),
+            )
+          : null,
+      ),
+    );
   }
   const nodeEls = [];
   for (const n of lay.nodes.values()) {
@@ -192,60 +242,160 @@ function renderSvg(lay, selected, onSelect) {
     if (n.kind === 'ix') {
       // An ellipse, so the gateway address fits inside the IX's round shape.
       g.appendChild(s('ellipse', { cx: n.x, cy: n.y + 36, rx: 84, ry: 34 }));
-      g.appendChild(s('text', { x: n.x, y: n.y + 40, class: 'node-title', 'text-anchor': 'middle' }, n.label || 'IX'));
+      g.appendChild(
+        s(
+          'text',
+          { x: n.x, y: n.y + 40, class: 'node-title', 'text-anchor': 'middle' },
+          n.label || 'IX',
+        ),
+      );
     } else {
-      g.appendChild(s('rect', { x: n.x - NODE_W / 2, y: n.y, width: NODE_W, height: n.h, rx: n.kind === 'router' ? 4 : 10 }));
-      g.appendChild(s('text', { x: n.x, y: n.y + 17, class: 'node-title', 'text-anchor': 'middle' }, n.title));
+      g.appendChild(
+        s('rect', {
+          x: n.x - NODE_W / 2,
+          y: n.y,
+          width: NODE_W,
+          height: n.h,
+          rx: n.kind === 'router' ? 4 : 10,
+        }),
+      );
+      g.appendChild(
+        s('text', { x: n.x, y: n.y + 17, class: 'node-title', 'text-anchor': 'middle' }, n.title),
+      );
       n.lines.forEach((line, i) =>
-        g.appendChild(s('text', { x: n.x, y: n.y + 17 + (i + 1) * LINE_H, class: 'node-line', 'text-anchor': 'middle' }, line)));
+        g.appendChild(
+          s(
+            'text',
+            { x: n.x, y: n.y + 17 + (i + 1) * LINE_H, class: 'node-line', 'text-anchor': 'middle' },
+            line,
+          ),
+        ),
+      );
     }
     nodeEls.push(g);
   }
-  return s('svg', {
-    class: 'topology-svg',
-    width: lay.width,
-    height: lay.height,
-    viewBox: `0 0 ${lay.width} ${lay.height}`,
-    role: 'img',
-    'aria-label': 'lab topology',
-  }, defs, s('g', { class: 'edges' }, edgeEls), s('g', { class: 'nodes' }, nodeEls));
+  return s(
+    'svg',
+    {
+      class: 'topology-svg',
+      width: lay.width,
+      height: lay.height,
+      viewBox: `0 0 ${lay.width} ${lay.height}`,
+      role: 'img',
+      'aria-label': 'lab topology',
+    },
+    defs,
+    s('g', { class: 'edges' }, edgeEls),
+    s('g', { class: 'nodes' }, nodeEls),
+  );
 }
 
 function kvTable(rows) {
-  return h('table', { class: 'kv' },
-    h('tbody', null, rows.filter(Boolean).map(([k, v]) =>
-      h('tr', { dataset: { key: k } }, h('th', null, k), h('td', null, v instanceof Node ? v : valueText(v))))));
+  return h(
+    'table',
+    { class: 'kv' },
+    h(
+      'tbody',
+      null,
+      rows
+        .filter(Boolean)
+        .map(([k, v]) =>
+          h(
+            'tr',
+            { dataset: { key: k } },
+            h('th', null, k),
+            h('td', null, v instanceof Node ? v : valueText(v)),
+          ),
+        ),
+    ),
+  );
 }
 
 function conditionRows(prefix, c) {
   const { egress, ingress } = splitConditions(c);
-  return [[`${prefix} egress`, fmtCondition(egress)], [`${prefix} ingress`, fmtCondition(ingress)]];
+  return [
+    [`${prefix} egress`, fmtCondition(egress)],
+    [`${prefix} ingress`, fmtCondition(ingress)],
+  ];
 }
 
 function countersTable(counters) {
   const rows = Object.entries(counters || {});
   if (!rows.length) return null;
-  return h('table', { class: 'grid counters' },
-    h('thead', null, h('tr', null, ['iface', 'rx bytes', 'tx bytes', 'rx pkts', 'tx pkts'].map((t) => h('th', null, t)))),
-    h('tbody', null, rows.map(([name, c]) => h('tr', null,
-      h('td', null, c.iface ?? name), h('td', null, valueText(c.rx_bytes)), h('td', null, valueText(c.tx_bytes)),
-      h('td', null, valueText(c.rx_packets)), h('td', null, valueText(c.tx_packets))))));
+  return h(
+    'table',
+    { class: 'grid counters' },
+    h(
+      'thead',
+      null,
+      h(
+        'tr',
+        null,
+        ['iface', 'rx bytes', 'tx bytes', 'rx pkts', 'tx pkts'].map((t) => h('th', null, t)),
+      ),
+    ),
+    h(
+      'tbody',
+      null,
+      rows.map(([name, c]) =>
+        h(
+          'tr',
+          null,
+          h('td', null, c.iface ?? name),
+          h('td', null, valueText(c.rx_bytes)),
+          h('td', null, valueText(c.tx_bytes)),
+          h('td', null, valueText(c.rx_packets)),
+          h('td', null, valueText(c.tx_packets)),
+        ),
+      ),
+    ),
+  );
 }
 
 function commandsOf(st, node) {
   const cmds = Object.values(st.commands).filter((c) => c.node === node);
   if (!cmds.length) return null;
-  return h('table', { class: 'grid commands' },
-    h('thead', null, h('tr', null, ['pid', 'command', 'exit'].map((t) => h('th', null, t)))),
-    h('tbody', null, cmds.map((c) => h('tr', null, h('td', null, String(c.pid)), h('td', { class: 'mono' }, c.cmd ?? '?'),
-      h('td', null, c.exit_code === undefined ? 'running' : valueText(c.exit_code))))));
+  return h(
+    'table',
+    { class: 'grid commands' },
+    h(
+      'thead',
+      null,
+      h(
+        'tr',
+        null,
+        ['pid', 'command', 'exit'].map((t) => h('th', null, t)),
+      ),
+    ),
+    h(
+      'tbody',
+      null,
+      cmds.map((c) =>
+        h(
+          'tr',
+          null,
+          h('td', null, String(c.pid)),
+          h('td', { class: 'mono' }, c.cmd ?? '?'),
+          h('td', null, c.exit_code === undefined ? 'running' : valueText(c.exit_code)),
+        ),
+      ),
+    ),
+  );
 }
 
 function detail(st, id) {
   if (id === 'ix') {
     const ix = st.ix || {};
-    return [h('h3', null, 'IX'), kvTable([['bridge', ix.bridge], ['cidr', ix.cidr], ['gw', ix.gateway],
-      ['cidr_v6', ix.cidr_v6], ['gw_v6', ix.gateway_v6]])];
+    return [
+      h('h3', null, 'IX'),
+      kvTable([
+        ['bridge', ix.bridge],
+        ['cidr', ix.cidr],
+        ['gw', ix.gateway],
+        ['cidr_v6', ix.cidr_v6],
+        ['gw_v6', ix.gateway_v6],
+      ]),
+    ];
   }
   const [kind, name] = [id.slice(0, id.indexOf(':')), id.slice(id.indexOf(':') + 1)];
   if (kind === 'router') {
@@ -257,12 +407,16 @@ function detail(st, id) {
         ['id', r.id ?? r.ns],
         ['region', r.region],
         ['nat', r.nat],
-        r.nat_config !== undefined ? ['nat config', r.nat_config] : ['nat config', '(changed, waiting for state.json)'],
+        r.nat_config !== undefined
+          ? ['nat config', r.nat_config]
+          : ['nat config', '(changed, waiting for state.json)'],
         ['nat_v6', r.nat_v6],
         r.nptv6_prefix ? ['nptv6 prefix', r.nptv6_prefix] : null,
         ['firewall', r.firewall],
         r.firewall_config !== undefined ? ['firewall config', r.firewall_config] : null,
-        r.block_icmp_frag_needed !== undefined ? ['pmtu blackhole', r.block_icmp_frag_needed ? 'yes' : 'no'] : null,
+        r.block_icmp_frag_needed !== undefined
+          ? ['pmtu blackhole', r.block_icmp_frag_needed ? 'yes' : 'no']
+          : null,
         r.nat_flushes ? ['nat flushes', String(r.nat_flushes)] : null,
         ['ip_support', r.ip_support],
         r.pool !== undefined ? ['pool', r.pool] : null,
@@ -290,16 +444,43 @@ function detail(st, id) {
   if (!d) return [h('p', { class: 'muted' }, `device ${name} was removed`)];
   return [
     h('h3', null, `device ${name}`),
-    kvTable([['id', d.id ?? d.ns], ['default iface', d.default_iface], ['mtu', d.mtu],
-      st.user_events[name] ? ['user events', String(st.user_events[name])] : null]),
-    h('table', { class: 'grid ifaces' },
-      h('thead', null, h('tr', null, ['name', 'router', 'ip', 'ip_v6', 'up', 'egress', 'ingress'].map((t) => h('th', null, t)))),
-      h('tbody', null, d.interfaces.map((i) => {
-        const c = splitConditions(i.link_condition);
-        return h('tr', null, h('td', null, i.name), h('td', null, valueText(i.router)), h('td', null, valueText(i.ip)),
-          h('td', null, valueText(i.ip_v6)), h('td', null, i.up === false ? 'down' : 'up'),
-          h('td', null, fmtCondition(c.egress)), h('td', null, fmtCondition(c.ingress)));
-      }))),
+    kvTable([
+      ['id', d.id ?? d.ns],
+      ['default iface', d.default_iface],
+      ['mtu', d.mtu],
+      st.user_events[name] ? ['user events', String(st.user_events[name])] : null,
+    ]),
+    h(
+      'table',
+      { class: 'grid ifaces' },
+      h(
+        'thead',
+        null,
+        h(
+          'tr',
+          null,
+          ['name', 'router', 'ip', 'ip_v6', 'up', 'egress', 'ingress'].map((t) => h('th', null, t)),
+        ),
+      ),
+      h(
+        'tbody',
+        null,
+        d.interfaces.map((i) => {
+          const c = splitConditions(i.link_condition);
+          return h(
+            'tr',
+            null,
+            h('td', null, i.name),
+            h('td', null, valueText(i.router)),
+            h('td', null, valueText(i.ip)),
+            h('td', null, valueText(i.ip_v6)),
+            h('td', null, i.up === false ? 'down' : 'up'),
+            h('td', null, fmtCondition(c.egress)),
+            h('td', null, fmtCondition(c.ingress)),
+          );
+        }),
+      ),
+    ),
     countersTable(d.counters),
     commandsOf(st, name),
   ];
@@ -310,8 +491,12 @@ export function createTopologyView(ctx) {
   const graph = h('div', { class: 'topology-graph', id: 'topology-graph' });
   const panel = h('aside', { class: 'detail-panel', id: 'detail-panel', hidden: true });
   const footer = h('div', { class: 'topology-footer' });
-  const el = h('section', { class: 'view topology-view', id: 'view-topology' },
-    h('div', { class: 'topology-main' }, graph, footer), panel);
+  const el = h(
+    'section',
+    { class: 'view topology-view', id: 'view-topology' },
+    h('div', { class: 'topology-main' }, graph, footer),
+    panel,
+  );
 
   const select = (id) => {
     selected = selected === id ? null : id;
@@ -329,15 +514,30 @@ export function createTopologyView(ctx) {
     }
     panel.hidden = !selected;
     if (selected) {
-      replace(panel, h('button', { class: 'close', title: 'close', on: { click: () => select(selected) } }, '×'),
-        detail(st, selected));
+      replace(
+        panel,
+        h('button', { class: 'close', title: 'close', on: { click: () => select(selected) } }, '×'),
+        detail(st, selected),
+      );
     }
     const unknown = Object.entries(st.unknown);
-    replace(footer,
-      h('span', null, `opid ${st.opid} · ${Object.keys(st.routers).length} routers · ${Object.keys(st.devices).length} devices`),
+    replace(
+      footer,
+      h(
+        'span',
+        null,
+        `opid ${st.opid} · ${Object.keys(st.routers).length} routers · ${Object.keys(st.devices).length} devices`,
+      ),
       st.region_links.length ? h('span', null, ` · ${st.region_links.length} region links`) : null,
-      unknown.length ? h('div', { class: 'unknown-kinds' }, 'event kinds not understood (ignored): ',
-        unknown.map(([k, n]) => h('code', null, `${k}×${n}`))) : null);
+      unknown.length
+        ? h(
+            'div',
+            { class: 'unknown-kinds' },
+            'event kinds not understood (ignored): ',
+            unknown.map(([k, n]) => h('code', null, `${k}×${n}`)),
+          )
+        : null,
+    );
   };
   const update = throttleFrame(render);
   return { el, update, show: render, hide() {} };
