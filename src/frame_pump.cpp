@@ -33,6 +33,10 @@ namespace {
 
 // Frames read from one endpoint per wakeup, so one busy link cannot starve the others.
 constexpr int kReadBatch = 64;
+// Held frames sent between two looks at the endpoints while a burst of them is due.
+constexpr std::size_t kWritesBetweenReads = 4;
+// How long the loop polls for more frames after it handled some, before it sleeps.
+constexpr std::int64_t kBusyPollNs = 50'000;
 constexpr int kSocketBuffer = 16 << 20;
 
 std::int64_t now_ns() {
@@ -313,6 +317,7 @@ void FramePump::on_readable(Endpoint& ep) {
     std::memcpy(&hdr, read_buf_.data(), kVnetHdrLen);
     const bool gso = (hdr.gso_type & ~kVnetGsoEcn) != kVnetGsoNone;
     ++dir.stats.frames_in;
+    ++frames_read_;
     const std::int64_t now = now_ns();
     if (gso) {
       ++dir.stats.gso_frames;
@@ -401,6 +406,7 @@ void FramePump::flush_due(Link& link, int side, std::int64_t now) {
   Link::Direction& dir = link.dir[side];
   const int out_fd = link.fd[1 - side].get();
   Endpoint& out = link.ep[1 - side];
+  std::size_t writes = 0;
   while (!out.write_blocked && !dir.held.empty() && dir.held.front().at <= now) {
     if (::write(out_fd, dir.held.front().frame.data(), dir.held.front().frame.len) < 0) {
       if (errno == EAGAIN || errno == ENOBUFS) {
@@ -416,6 +422,15 @@ void FramePump::flush_due(Link& link, int side, std::int64_t now) {
     dir.held_bytes -= h.frame.len;
     pool_.give(std::move(h.frame));
     dir.held.pop_back();
+    // Each write also runs the receiver's (and, for ACKs, the sender's) stack in this thread,
+    // so a burst of due frames takes long; meanwhile arrivals would overflow the endpoints'
+    // receive buffers (rmem_max-bound, a few MiB) and be lost. Taking them in between moves
+    // the queue into held frames, bounded by kMaxHeldBytes instead.
+    if (++writes % kWritesBetweenReads == 0) {
+      for (Endpoint& ep : link.ep) {
+        if (ep.watched) on_readable(ep);
+      }
+    }
   }
 }
 
@@ -464,10 +479,19 @@ void FramePump::run() {
     // Sleep until the earliest held frame is due (or an endpoint or a command wakes us), with
     // the nanosecond timeout of epoll_pwait2: no timer fd to re-arm on every round.
     const std::int64_t due = next_due();
-    int n;
-    if (due == std::numeric_limits<std::int64_t>::max()) {
+    int n = 0;
+    // Right after traffic, poll for a moment before sleeping: the next frame of a busy flow
+    // is usually microseconds away, and a sleep/wake-up per frame costs more than the poll.
+    if (frames_read_ != frames_read_at_last_poll_) {
+      frames_read_at_last_poll_ = frames_read_;
+      const std::int64_t spin_until = std::min(due, now_ns() + kBusyPollNs);
+      while ((n = ::epoll_wait(epoll_.get(), events, kMaxEvents, 0)) == 0 &&
+             now_ns() < spin_until) {
+      }
+    }
+    if (n <= 0 && due == std::numeric_limits<std::int64_t>::max()) {
       n = ::epoll_wait(epoll_.get(), events, kMaxEvents, -1);
-    } else {
+    } else if (n <= 0) {
       const std::int64_t wait = std::max<std::int64_t>(0, due - now_ns());
       timespec timeout{static_cast<time_t>(wait / 1'000'000'000),
                        static_cast<long>(wait % 1'000'000'000)};
