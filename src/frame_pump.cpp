@@ -7,7 +7,6 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -177,12 +176,11 @@ struct FramePump::Link {
 
 FramePump::FramePump() : read_buf_(pool_.take(FrameBufferPool::kLarge)) {
   epoll_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
-  wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!epoll_.valid() || !wake_.valid()) kernel_error("frame pump", "cannot create epoll/eventfd");
+  if (!epoll_.valid()) kernel_error("frame pump", "cannot create epoll");
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.ptr = &wake_;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) {
+  ev.data.ptr = &commands_;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, commands_.fd(), &ev) < 0) {
     kernel_error("frame pump", "epoll_ctl eventfd");
   }
   thread_ = std::thread([this] { run(); });
@@ -190,25 +188,11 @@ FramePump::FramePump() : read_buf_(pool_.take(FrameBufferPool::kLarge)) {
 
 FramePump::~FramePump() {
   try {
-    call([this] { stopping_ = true; });
+    commands_.call([this] { stopping_ = true; });
   } catch (...) {
     // The loop is gone already; nothing else to stop.
   }
   if (thread_.joinable()) thread_.join();
-}
-
-void FramePump::call(std::function<void()> fn) {
-  std::packaged_task<void()> task(std::move(fn));
-  std::future<void> done = task.get_future();
-  {
-    std::lock_guard lock(mu_);
-    commands_.emplace_back([&task] { task(); });
-  }
-  std::uint64_t one = 1;
-  if (::write(wake_.get(), &one, sizeof one) < 0 && errno != EAGAIN) {
-    kernel_error("frame pump", "cannot wake the loop");
-  }
-  done.get();
 }
 
 FramePump::Link& FramePump::find(LinkId id, const char* what) {
@@ -223,7 +207,7 @@ FramePump::Link& FramePump::find(LinkId id, const char* what) {
 FramePump::LinkId FramePump::add_link(UniqueFd a, UniqueFd b, const LinkModelParams& a_to_b,
                                       const LinkModelParams& b_to_a, std::uint64_t seed) {
   LinkId id = 0;
-  call([&] {
+  commands_.call([&] {
     id = next_id_++;
     const std::string culprit = "link " + std::to_string(id);
     set_nonblocking(a.get(), culprit);
@@ -252,7 +236,7 @@ FramePump::LinkId FramePump::add_link(UniqueFd a, UniqueFd b, const LinkModelPar
 
 void FramePump::set_params(LinkId id, const LinkModelParams& a_to_b,
                            const LinkModelParams& b_to_a) {
-  call([&] {
+  commands_.call([&] {
     Link& link = find(id, "set_params");
     link.dir[0].model.set_params(a_to_b);
     link.dir[1].model.set_params(b_to_a);
@@ -260,7 +244,7 @@ void FramePump::set_params(LinkId id, const LinkModelParams& a_to_b,
 }
 
 void FramePump::remove_link(LinkId id) {
-  call([&] {
+  commands_.call([&] {
     Link& link = find(id, "remove_link");
     for (int s = 0; s < 2; ++s) {
       if (link.ep[s].watched) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, link.fd[s].get(), nullptr);
@@ -271,7 +255,7 @@ void FramePump::remove_link(LinkId id) {
 
 FramePump::LinkStats FramePump::stats(LinkId id) {
   LinkStats out;
-  call([&] {
+  commands_.call([&] {
     Link& link = find(id, "stats");
     for (int side = 0; side < 2; ++side) {
       // AF_PACKET counts what overflowed its receive buffer before we read it (the counters
@@ -501,7 +485,7 @@ void FramePump::run() {
     bool woken = false;
     for (int i = 0; i < n; ++i) {
       void* tag = events[i].data.ptr;
-      if (tag == &wake_) {
+      if (tag == &commands_) {
         woken = true;
       } else {
         Endpoint& ep = *static_cast<Endpoint*>(tag);
@@ -510,16 +494,7 @@ void FramePump::run() {
       }
     }
     // Commands last: one may remove a link whose endpoint appears later in `events`.
-    if (woken) {
-      std::uint64_t count;
-      [[maybe_unused]] ssize_t r = ::read(wake_.get(), &count, sizeof count);
-      std::vector<std::function<void()>> commands;
-      {
-        std::lock_guard lock(mu_);
-        commands.swap(commands_);
-      }
-      for (std::function<void()>& c : commands) c();  // packaged_task keeps exceptions
-    }
+    if (woken) commands_.run_pending();
   }
   // Held frames and fds go with the links, on this thread, before join() returns.
   links_.clear();

@@ -30,10 +30,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,6 +39,7 @@
 #include "frame_buffer_pool.hpp"
 #include "gso_segment.hpp"
 #include "link_model.hpp"
+#include "loop_commands.hpp"
 #include "unique_fd.hpp"
 
 namespace patchbay::internal {
@@ -113,8 +112,6 @@ class FramePump {
   struct Endpoint;
 
   void run();
-  // Runs `fn` on the loop thread and waits; exceptions propagate.
-  void call(std::function<void()> fn);
   Link& find(LinkId id, const char* what);
   void on_readable(Endpoint& ep);
   // Puts one record (virtio_net_hdr + frame) through the direction's model. `owner`, when
@@ -129,9 +126,7 @@ class FramePump {
   std::int64_t next_due() const;
 
   UniqueFd epoll_;
-  UniqueFd wake_;  // eventfd: commands are queued
-  std::mutex mu_;
-  std::vector<std::function<void()>> commands_;  // guarded by mu_
+  LoopCommands commands_{"frame pump"};  // how other threads reach the loop
   // Loop-thread state.
   bool stopping_ = false;
   LinkId next_id_ = 1;

@@ -6,7 +6,6 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -158,12 +157,11 @@ LinkCapture::LinkCapture() {
   // Cheap to make, and made here so add() cannot fail half-way for want of them; the thread
   // itself waits for the first capture.
   epoll_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
-  wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!epoll_.valid() || !wake_.valid()) kernel_error("link capture", "epoll/eventfd", errno);
+  if (!epoll_.valid()) kernel_error("link capture", "epoll", errno);
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.ptr = &wake_;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) {
+  ev.data.ptr = &commands_;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, commands_.fd(), &ev) < 0) {
     kernel_error("link capture", "epoll_ctl eventfd", errno);
   }
 }
@@ -171,7 +169,7 @@ LinkCapture::LinkCapture() {
 LinkCapture::~LinkCapture() {
   if (!running()) return;
   try {
-    call([this] { stopping_ = true; });
+    commands_.call([this] { stopping_ = true; });
   } catch (...) {
     // The loop is gone already; nothing else to stop.
   }
@@ -181,20 +179,6 @@ LinkCapture::~LinkCapture() {
 bool LinkCapture::running() const {
   std::lock_guard lock(start_mu_);
   return thread_.joinable();
-}
-
-void LinkCapture::call(std::function<void()> fn) {
-  std::packaged_task<void()> task(std::move(fn));
-  std::future<void> done = task.get_future();
-  {
-    std::lock_guard lock(mu_);
-    commands_.emplace_back([&task] { task(); });
-  }
-  std::uint64_t one = 1;
-  if (::write(wake_.get(), &one, sizeof one) < 0 && errno != EAGAIN) {
-    kernel_error("link capture", "cannot wake the loop", errno);
-  }
-  done.get();
 }
 
 LinkCapture::Link& LinkCapture::find(const std::string& key, const char* what) {
@@ -235,7 +219,7 @@ void LinkCapture::add(const std::string& key, UniqueFd socket, const CaptureOpti
     std::lock_guard lock(start_mu_);
     if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
   }
-  call([&] {
+  commands_.call([&] {
     if (links_.count(key)) {
       throw Error(ErrorKind::kAlreadyExists, key, "capture of '" + key + "' already exists");
     }
@@ -304,7 +288,7 @@ PcapngInterfaceStats isb_for(const CaptureStats& s) {
 void LinkCapture::remove(const std::string& key) {
   if (!running()) find(key, "remove");  // nothing was ever added: throws
   std::exception_ptr error;
-  call([&] {
+  commands_.call([&] {
     Link& link = find(key, "remove");
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, link.fd.get(), nullptr);
     if (CaptureStream* stream = link.stream()) {
@@ -331,7 +315,7 @@ void LinkCapture::flush(const std::string& key, const std::string& path) {
   PcapngInterfaceStats isb;
   std::string stream_path;
   std::uint64_t stream_size = 0;
-  call([&] {
+  commands_.call([&] {
     Link& link = find(key, "flush");
     drain(link);
     if (link.error) std::rethrow_exception(link.error);
@@ -366,14 +350,14 @@ void LinkCapture::flush(const std::string& key, const std::string& path) {
 CaptureStats LinkCapture::stats(const std::string& key) {
   if (!running()) find(key, "stats");
   CaptureStats out;
-  call([&] { out = stats_of(find(key, "stats")); });
+  commands_.call([&] { out = stats_of(find(key, "stats")); });
   return out;
 }
 
 std::vector<std::string> LinkCapture::keys() {
   std::vector<std::string> out;
   if (!running()) return out;
-  call([&] {
+  commands_.call([&] {
     for (const auto& [key, link] : links_) out.push_back(key);
   });
   return out;
@@ -473,23 +457,14 @@ void LinkCapture::run() {
     if (n < 0) continue;  // EINTR
     bool woken = false;
     for (int i = 0; i < n; ++i) {
-      if (events[i].data.ptr == &wake_) {
+      if (events[i].data.ptr == &commands_) {
         woken = true;
       } else {
         on_readable(*static_cast<Link*>(events[i].data.ptr));
       }
     }
     // Commands last: one may remove a link whose socket appears later in `events`.
-    if (woken) {
-      std::uint64_t count;
-      [[maybe_unused]] ssize_t r = ::read(wake_.get(), &count, sizeof count);
-      std::vector<std::function<void()>> commands;
-      {
-        std::lock_guard lock(mu_);
-        commands.swap(commands_);
-      }
-      for (std::function<void()>& c : commands) c();  // packaged_task keeps exceptions
-    }
+    if (woken) commands_.run_pending();
   }
   // Streamed files are completed; sockets close with their links, before join() returns.
   for (auto& [key, link] : links_) {

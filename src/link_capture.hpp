@@ -34,7 +34,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "loop_commands.hpp"
 #include "unique_fd.hpp"
 
 namespace patchbay::internal {
@@ -108,7 +108,6 @@ class LinkCapture {
   struct Link;
 
   void run();
-  void call(std::function<void()> fn);
   Link& find(const std::string& key, const char* what);
   void on_readable(Link& link);
   void drain(Link& link);
@@ -118,9 +117,7 @@ class LinkCapture {
 
   mutable std::mutex start_mu_;  // guards starting the thread
   UniqueFd epoll_;
-  UniqueFd wake_;  // eventfd: commands are queued
-  std::mutex mu_;
-  std::vector<std::function<void()>> commands_;  // guarded by mu_
+  LoopCommands commands_{"link capture"};  // how other threads reach the loop
   // Loop-thread state.
   bool stopping_ = false;
   std::map<std::string, std::unique_ptr<Link>> links_;
