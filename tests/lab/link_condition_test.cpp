@@ -214,12 +214,15 @@ TEST_F(LinkConditionTest, RateCapsTcpGoodput) {
   a_->set_link_condition("eth0", LinkConditions::egress_only(limits({.rate_kbit = kRateKbit})));
   // 4 s with the first second (slow start) left out.
   pbtest::TcpRun up = pbtest::iperf(*a_, *b_, {"-t", "4", "-O", "1"});
-  const double want = kRateKbit * 1000.0;
-  // Goodput is payload: TCP/IP/Ethernet headers take 66 of every 1514 bytes on the wire.
-  EXPECT_NEAR(up.bits_per_second, want, 0.05 * want);
+  // The rate counts whole frames, as tbf and netem do; goodput is payload. Ethernet, IP and
+  // TCP (with timestamps) headers take 66 of every 1514 bytes, so full segments carry
+  // 1448/1514 of the rate: 19.13 Mbit/s here, measured to within 0.01 % (ASan builds, whose
+  // slower sender leaves the queue empty now and then, about 1 % less).
+  const double want = kRateKbit * 1000.0 * 1448.0 / 1514.0;
+  EXPECT_NEAR(up.bits_per_second, want, 0.02 * want);
   // The download is not capped.
   pbtest::TcpRun down = pbtest::iperf(*a_, *b_, {"-t", "2", "-R"});
-  EXPECT_GT(down.bits_per_second, 5 * want);
+  EXPECT_GT(down.bits_per_second, 5.0 * kRateKbit * 1000.0);
 }
 
 TEST_F(LinkConditionTest, LossHitsWirePacketsNotSuperpackets) {
