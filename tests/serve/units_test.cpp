@@ -11,9 +11,9 @@
 namespace patchbay::serve {
 namespace {
 
+using pbtest::TempDir;
 using testing::append_file;
 using testing::event_line;
-using testing::TempDir;
 using testing::write_file;
 
 TEST(PathSafety, PercentDecodeRejectsMalformedEscapesAndNul) {

@@ -24,21 +24,11 @@ function spanOf(obj) {
 
 // One *.tracing.jsonl line (formats.md 4.2) -> a log entry.
 export function parseTracingJson(line, n) {
-  let o;
+  let o = null;
   try {
     o = JSON.parse(line);
   } catch {
-    return {
-      n,
-      raw: line,
-      ts: null,
-      ms: NaN,
-      level: null,
-      target: null,
-      spans: [],
-      message: line,
-      fields: {},
-    };
+    // not JSON: shown as a plain line below
   }
   if (!o || typeof o !== 'object') {
     return {
