@@ -153,9 +153,8 @@ struct Fixture {
     // 300 numbered lines for range requests: "line 000\n" .. "line 299\n", 9 bytes each.
     std::string numbered;
     for (int i = 0; i < 300; ++i) {
-      char buf[16];
-      std::snprintf(buf, sizeof buf, "line %03d\n", i);
-      numbered += buf;
+      const std::string digits = std::to_string(i);
+      numbered += "line " + std::string(3 - digits.size(), '0') + digits + "\n";
     }
     write_file(relay / "numbered.txt", numbered);
     fs::create_symlink(outside / "secret.txt", relay / "escape.log");
